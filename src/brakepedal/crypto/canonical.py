@@ -1,0 +1,207 @@
+"""Canonical JSON (RFC 8785, JCS) for everything brakepedal signs, and a strict JSON parser.
+
+Signed payloads carry no floating-point numbers. RFC 8785 serialises every number as an IEEE
+754 double in ECMAScript form, so a float's bytes depend on a shortest-round-trip algorithm that
+implementations have got wrong, and an integer above 2^53 silently loses precision. brakepedal
+therefore restricts signed JSON to the part of the JSON data model where every implementation
+agrees byte for byte: ``null``, booleans, integers within +/-(2^53 - 1), strings, arrays and
+objects with string keys. Quantities that need more (FLOP counts, see
+:class:`brakepedal.model.types.Flop` and ``docs/adr/0002-flop-quantities.md``) travel as
+decimal strings, and times as RFC 3339 strings.
+
+:func:`canonical_json` encodes values for signing; :func:`parse_json_object` reads untrusted
+bytes under the same restrictions, so ``canonical_json(parse_json_object(b))`` never fails;
+:func:`require_canonical` checks that received bytes are exactly their canonical form.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn, cast
+
+import rfc8785
+
+from brakepedal.errors import InputError
+from brakepedal.model.limits import DEFAULT_LIMITS, Limits
+
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "canonical_json",
+    "is_canonical",
+    "parse_json_object",
+    "require_canonical",
+]
+
+#: Largest integer an IEEE 754 double holds exactly (ECMAScript ``Number.MAX_SAFE_INTEGER``).
+MAX_SAFE_INTEGER = 2**53 - 1
+
+# The walk in canonical_json is recursive; values we build ourselves are shallow, and this cap
+# turns a runaway structure into our error rather than a RecursionError.
+_MAX_ENCODE_DEPTH = 128
+
+# Longest decimal text (with sign) of an integer within +/-MAX_SAFE_INTEGER; longer digit runs
+# are refused before int() spends time on them.
+_MAX_INT_TEXT = len(str(-MAX_SAFE_INTEGER))
+
+
+def canonical_json(value: object) -> bytes:
+    """The RFC 8785 canonical bytes of ``value``, for signing and hashing.
+
+    ``value`` may hold ``None``, ``bool``, ``int`` within +/-(2^53 - 1), ``str`` (valid
+    Unicode), ``list``/``tuple`` and ``dict`` with ``str`` keys. Floats are refused
+    (``canonical.float_not_allowed``): signed payloads carry exact quantities only, as the
+    module docstring explains.
+
+    Raises:
+        InputError: ``canonical.float_not_allowed``, ``canonical.integer_out_of_range``,
+            ``canonical.key_not_string``, ``canonical.type_unsupported``,
+            ``canonical.string_invalid`` or ``canonical.too_deep``, naming the path.
+    """
+    _check_encodable(value, "$", 0)
+    try:
+        return bytes(rfc8785.dumps(cast(Any, value)))
+    except rfc8785.CanonicalizationError as e:  # pragma: no cover (the walk above is stricter)
+        raise InputError("canonical.invalid", f"cannot canonicalise value: {e}") from e
+
+
+def _check_encodable(value: object, path: str, depth: int) -> None:
+    """Refuse anything outside the exact subset described in the module docstring."""
+    if depth > _MAX_ENCODE_DEPTH:
+        _refuse("canonical.too_deep", f"{path}: nested deeper than {_MAX_ENCODE_DEPTH}")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            _refuse("canonical.integer_out_of_range", f"{path}: integer beyond +/-(2^53 - 1)")
+        return
+    if isinstance(value, float):
+        _refuse("canonical.float_not_allowed", f"{path}: floats are not allowed in signed JSON")
+    if isinstance(value, str):
+        _check_string(value, path, "canonical")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_encodable(item, f"{path}[{index}]", depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                _refuse("canonical.key_not_string", f"{path}: object key {key!r} is not a str")
+            _check_string(key, path, "canonical")
+            _check_encodable(item, f"{path}.{key}", depth + 1)
+    else:
+        _refuse("canonical.type_unsupported", f"{path}: {type(value).__name__} is not JSON")
+
+
+def _check_string(text: str, path: str, prefix: str) -> None:
+    # Lone surrogates survive json.loads ("\ud800") but have no UTF-8 encoding.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(
+            f"{prefix}.string_invalid", f"{path}: string holds a lone surrogate"
+        ) from e
+
+
+def _refuse(reason: str, message: str) -> NoReturn:
+    raise InputError(reason, message)
+
+
+def parse_json_object(data: bytes, *, limits: Limits = DEFAULT_LIMITS, what: str) -> dict[str, Any]:
+    """Parse untrusted bytes holding one JSON object, strictly.
+
+    Strict means: at most ``limits.max_json_bytes``; UTF-8 without a byte-order mark; no
+    duplicate object keys (two readers could otherwise see two documents); no ``NaN`` or
+    ``Infinity``; no floats and no integers beyond +/-(2^53 - 1) (see the module docstring);
+    no lone surrogates; nesting at most ``limits.max_json_depth``; a top-level object.
+
+    ``what`` names the document in messages ("envelope", "proof"). Reasons are the same for
+    every caller, so logs and stored evidence read alike: ``json.too_large``,
+    ``json.encoding_invalid``, ``json.invalid`` (not JSON), ``json.duplicate_key``,
+    ``json.constant_not_allowed``, ``json.float_not_allowed``, ``json.integer_out_of_range``,
+    ``json.string_invalid``, ``json.too_deep``, ``json.not_object``.
+    """
+    if len(data) > limits.max_json_bytes:
+        _refuse("json.too_large", f"{what}: {len(data)} bytes > {limits.max_json_bytes}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError("json.encoding_invalid", f"{what}: not UTF-8 ({e.reason})") from e
+    try:
+        document = json.loads(
+            text,
+            object_pairs_hook=lambda pairs: _object_without_duplicates(pairs, what),
+            parse_float=lambda token: _refuse_number(what, "float_not_allowed", token),
+            parse_int=lambda token: _parse_safe_int(token, what),
+            parse_constant=lambda token: _refuse_number(what, "constant_not_allowed", token),
+        )
+    except json.JSONDecodeError as e:
+        raise InputError("json.invalid", f"{what}: not JSON: {e}") from e
+    except RecursionError as e:
+        raise InputError("json.too_deep", f"{what}: nested too deeply") from e
+    if not isinstance(document, dict):
+        _refuse("json.not_object", f"{what}: top level is {type(document).__name__}")
+    _check_parsed(document, what, "$", 1, limits.max_json_depth)
+    return document
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]], what: str) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            _refuse("json.duplicate_key", f"{what}: object key {key!r} appears twice")
+        document[key] = value
+    return document
+
+
+def _refuse_number(what: str, kind: str, token: str) -> NoReturn:
+    _refuse(f"json.{kind}", f"{what}: number {token[:40]!r} is not allowed in signed JSON")
+
+
+def _parse_safe_int(token: str, what: str) -> int:
+    value = int(token) if len(token) <= _MAX_INT_TEXT else None
+    if value is None or abs(value) > MAX_SAFE_INTEGER:
+        _refuse("json.integer_out_of_range", f"{what}: integer {token[:40]} beyond 2^53 - 1")
+    return value
+
+
+def _check_parsed(value: object, what: str, path: str, depth: int, max_depth: int) -> None:
+    """Depth and string checks that json.loads has no hook for."""
+    if isinstance(value, str):
+        _check_string(value, f"{what}: {path}", "json")
+        return
+    if not isinstance(value, dict | list):
+        return
+    if depth > max_depth:
+        _refuse("json.too_deep", f"{what}: {path} nested deeper than {max_depth}")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_parsed(item, what, f"{path}[{index}]", depth + 1, max_depth)
+        return
+    for key, item in value.items():
+        _check_string(key, f"{what}: {path}", "json")
+        _check_parsed(item, what, f"{path}.{key}", depth + 1, max_depth)
+
+
+def is_canonical(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> bool:
+    """Whether ``data`` is a strict JSON object exactly in its RFC 8785 canonical form.
+
+    A predicate for filters and reports; verification code calls :func:`require_canonical`.
+    """
+    try:
+        require_canonical(data, limits=limits)
+    except InputError:
+        return False
+    return True
+
+
+def require_canonical(
+    data: bytes, *, limits: Limits = DEFAULT_LIMITS, what: str = "canonical"
+) -> dict[str, Any]:
+    """Parse ``data`` strictly and insist its bytes are exactly the canonical form.
+
+    Returns the parsed object. Raises :class:`InputError` with the reasons of
+    :func:`parse_json_object`, or ``canonical.not_canonical``; ``what`` names the input.
+    """
+    document = parse_json_object(data, limits=limits, what=what)
+    if canonical_json(document) != data:
+        _refuse("canonical.not_canonical", f"{what}: bytes are not in RFC 8785 canonical form")
+    return document

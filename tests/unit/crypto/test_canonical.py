@@ -1,0 +1,228 @@
+"""RFC 8785 canonical JSON and the strict JSON parser."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
+
+from brakepedal.crypto.canonical import (
+    MAX_SAFE_INTEGER,
+    canonical_json,
+    is_canonical,
+    parse_json_object,
+    require_canonical,
+)
+from brakepedal.errors import InputError
+from brakepedal.model.limits import Limits
+from brakepedal.model.types import Flop
+
+JCS = Path(__file__).parents[2] / "vectors" / "jcs"
+JCS_NAMES = sorted(path.name for path in (JCS / "input").iterdir())
+
+
+def _contains_float(value: object) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, list):
+        return any(_contains_float(item) for item in value)
+    if isinstance(value, dict):
+        return any(_contains_float(item) for item in value.values())
+    return False
+
+
+def test_all_six_rfc8785_vectors_present() -> None:
+    assert len(JCS_NAMES) == 6
+
+
+@pytest.mark.parametrize("name", JCS_NAMES)
+def test_rfc8785_vector_byte_for_byte(name: str) -> None:
+    value = json.loads((JCS / "input" / name).read_bytes())
+    expected = (JCS / "output" / name).read_bytes()
+    if _contains_float(value):
+        # Signed JSON refuses floats; the encoder we wrap must still be exact on them.
+        assert rfc8785.dumps(value) == expected
+        with pytest.raises(InputError) as raised:
+            canonical_json(value)
+        assert raised.value.reason == "canonical.float_not_allowed"
+    else:
+        assert canonical_json(value) == expected
+        if isinstance(value, dict):  # arrays.json is a top-level array
+            assert require_canonical(expected, what="jcs") == value
+
+
+def _es6_stream(count: int) -> list[tuple[int, float]]:
+    """The first ``count`` (bit pattern, double) pairs of the JCS number test stream."""
+    document = json.loads((JCS / "es6_numbers.json").read_text())
+    patterns = [int(text, 16) for text in document["static_u64_hex"]]
+    patterns += [0x0010000000000000 + i for i in range(2000)]
+    pairs = [(bits, struct.unpack("<d", struct.pack("<Q", bits))[0]) for bits in patterns]
+    state = bytes(32)
+    while len(pairs) < count:
+        state = hashlib.sha256(state).digest()
+        for (number,) in struct.iter_unpack("<d", state):
+            if number != 0.0 and math.isfinite(number):
+                pairs.append((struct.unpack("<Q", struct.pack("<d", number))[0], number))
+    return pairs[:count]
+
+
+@pytest.mark.parametrize("lines", [1000, 10000])
+def test_es6_number_stream_digest(lines: int) -> None:
+    document = json.loads((JCS / "es6_numbers.json").read_text())
+    (expected,) = [
+        row for row in document["expected_sha256_of_first_n_lines"] if row["lines"] == lines
+    ]
+    text = b"".join(
+        f"{bits:x},".encode() + rfc8785.dumps(number) + b"\n" for bits, number in _es6_stream(lines)
+    )
+    assert len(text) == expected["bytes"]
+    assert hashlib.sha256(text).hexdigest() == expected["sha256"]
+
+
+def test_es6_safe_integers_match_canonical_ints() -> None:
+    checked = 0
+    for _, number in _es6_stream(10000):
+        if number.is_integer() and abs(number) <= MAX_SAFE_INTEGER:
+            assert canonical_json(int(number)) == rfc8785.dumps(number)
+            checked += 1
+    assert checked > 0
+
+
+BAD_VALUES = [
+    pytest.param(1.5, "canonical.float_not_allowed", id="float"),
+    pytest.param(1.0, "canonical.float_not_allowed", id="integral-float"),
+    pytest.param(math.nan, "canonical.float_not_allowed", id="nan"),
+    pytest.param({"a": [math.inf]}, "canonical.float_not_allowed", id="nested-inf"),
+    pytest.param(2**53, "canonical.integer_out_of_range", id="2^53"),
+    pytest.param(-(2**53), "canonical.integer_out_of_range", id="minus-2^53"),
+    pytest.param(10**30, "canonical.integer_out_of_range", id="huge-int"),
+    pytest.param({1: "a"}, "canonical.key_not_string", id="int-key"),
+    pytest.param({("a",): 1}, "canonical.key_not_string", id="tuple-key"),
+    pytest.param({"a", "b"}, "canonical.type_unsupported", id="set"),
+    pytest.param(b"bytes", "canonical.type_unsupported", id="bytes"),
+    pytest.param(Flop(10), "canonical.type_unsupported", id="flop-object"),
+    pytest.param("\ud800", "canonical.string_invalid", id="lone-surrogate"),
+    pytest.param({"\udfff": 1}, "canonical.string_invalid", id="surrogate-key"),
+    pytest.param(json.loads("[" * 200 + "]" * 200), "canonical.too_deep", id="nested-200-deep"),
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), BAD_VALUES)
+def test_canonical_json_refuses(value: object, reason: str) -> None:
+    with pytest.raises(InputError) as raised:
+        canonical_json(value)
+    assert raised.value.reason == reason
+
+
+def test_canonical_json_edges() -> None:
+    assert canonical_json(MAX_SAFE_INTEGER) == b"9007199254740991"
+    assert canonical_json(-MAX_SAFE_INTEGER) == b"-9007199254740991"
+    assert canonical_json((1, True, None)) == b"[1,true,null]"
+    assert canonical_json({"b": 1, "a": "\u00e9"}) == '{"a":"\u00e9","b":1}'.encode()
+
+
+SMALL = Limits(max_json_bytes=64, max_json_depth=3)
+
+BAD_DOCUMENTS = [
+    pytest.param(b'{"a":"' + b"x" * 64 + b'"}', "json.too_large", id="too-large"),
+    pytest.param(b'{"a":"\xff"}', "json.encoding_invalid", id="invalid-utf8"),
+    pytest.param(b'{"a":"\xed\xa0\x80"}', "json.encoding_invalid", id="utf8-encoded-surrogate"),
+    pytest.param(b'\xef\xbb\xbf{"a":1}', "json.invalid", id="byte-order-mark"),
+    pytest.param(b"", "json.invalid", id="empty"),
+    pytest.param(b"{", "json.invalid", id="truncated"),
+    pytest.param(b'{"a":1} x', "json.invalid", id="trailing-garbage"),
+    pytest.param(b"{'a':1}", "json.invalid", id="single-quotes"),
+    pytest.param(b'{"a":1,}', "json.invalid", id="trailing-comma"),
+    pytest.param(b'{"a":1,"a":2}', "json.duplicate_key", id="duplicate-key"),
+    pytest.param(b'{"a":{"b":1,"b":1}}', "json.duplicate_key", id="nested-duplicate"),
+    pytest.param(b'{"a":NaN}', "json.constant_not_allowed", id="nan"),
+    pytest.param(b'{"a":Infinity}', "json.constant_not_allowed", id="infinity"),
+    pytest.param(b'{"a":-Infinity}', "json.constant_not_allowed", id="minus-infinity"),
+    pytest.param(b'{"a":1.5}', "json.float_not_allowed", id="float"),
+    pytest.param(b'{"a":1e3}', "json.float_not_allowed", id="exponent"),
+    pytest.param(b'{"a":9007199254740992}', "json.integer_out_of_range", id="2^53"),
+    pytest.param(b'{"a":-9007199254740992}', "json.integer_out_of_range", id="minus-2^53"),
+    pytest.param(b'{"a":' + b"9" * 50 + b"}", "json.integer_out_of_range", id="many-digits"),
+    pytest.param(b'{"a":"\\ud800"}', "json.string_invalid", id="escaped-lone-surrogate"),
+    pytest.param(b'{"\\udc00":1}', "json.string_invalid", id="surrogate-key"),
+    pytest.param(b'{"a":[[[1]]]}', "json.too_deep", id="deeper-than-limit"),
+    pytest.param(b"[1]", "json.not_object", id="array"),
+    pytest.param(b'"text"', "json.not_object", id="string"),
+    pytest.param(b"null", "json.not_object", id="null"),
+]
+
+
+@pytest.mark.parametrize(("data", "reason"), BAD_DOCUMENTS)
+def test_parse_json_object_refuses(data: bytes, reason: str) -> None:
+    with pytest.raises(InputError) as raised:
+        parse_json_object(data, limits=SMALL, what="doc")
+    assert raised.value.reason == reason
+
+
+def test_parse_recursion_bomb_is_our_error() -> None:
+    data = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(InputError) as raised:
+        parse_json_object(data, limits=Limits(max_json_bytes=10**6), what="doc")
+    assert raised.value.reason == "json.too_deep"
+
+
+def test_parse_accepts_depth_at_limit() -> None:
+    assert parse_json_object(b'{"a":[{"b":1}]}', limits=SMALL, what="doc") == {"a": [{"b": 1}]}
+
+
+NOT_CANONICAL = [
+    pytest.param(b'{ "a":1}', id="whitespace"),
+    pytest.param(b'{"b":1,"a":2}', id="unsorted-keys"),
+    pytest.param(b'{"a":"\\u0041"}', id="needless-escape"),
+    pytest.param(b'{"a":-0}', id="negative-zero"),
+    pytest.param(b'{"a":1}\n', id="trailing-newline"),
+    pytest.param(b'{"a":"\\/"}', id="escaped-solidus"),
+]
+
+
+@pytest.mark.parametrize("data", NOT_CANONICAL)
+def test_require_canonical_refuses(data: bytes) -> None:
+    with pytest.raises(InputError) as raised:
+        require_canonical(data)
+    assert raised.value.reason == "canonical.not_canonical"
+    assert not is_canonical(data)
+
+
+def test_is_canonical_false_for_garbage_true_for_canonical() -> None:
+    assert not is_canonical(b"not json")
+    assert is_canonical(b'{"a":[1,"\\u000f"],"b":null}')
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+json_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=6)
+
+
+@given(json_objects)
+def test_canonical_parse_round_trip(value: dict[str, Any]) -> None:
+    encoded = canonical_json(value)
+    assert canonical_json(parse_json_object(encoded, what="doc")) == encoded
+    assert require_canonical(encoded) == value
+    assert json.loads(encoded) == value
+
+
+@given(json_objects)
+def test_canonical_is_independent_of_key_order(value: dict[str, Any]) -> None:
+    reversed_order = dict(reversed(list(value.items())))
+    assert canonical_json(reversed_order) == canonical_json(value)
