@@ -284,15 +284,17 @@ def verify_consistency(
     """
     _require_proof_bound(proof, limits)
     _require_sizes_in_order(old_size, new_size)
-    _require_hash("old_root", old_root)
-    _require_hash("new_root", new_root)
-    _require_proof_hashes(proof)
     if old_size == new_size:
+        # As transparency-dev/merkle: byte equality is the whole statement, so hash lengths are
+        # not checked here; typed wire objects (tlog.proof) check them before this layer.
         _require_proof_length(len(proof), 0)
         _require_match(
             "proof.root_mismatch", f"roots of two trees of size {new_size}", old_root, new_root
         )
         return
+    _require_hash("old_root", old_root)
+    _require_hash("new_root", new_root)
+    _require_proof_hashes(proof)
     computed_new = _new_root_from_consistency_path(old_size, new_size, old_root, proof)
     _require_match(
         "proof.root_mismatch", f"root of the tree of size {new_size}", computed_new, new_root

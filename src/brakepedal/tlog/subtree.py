@@ -11,9 +11,10 @@ defined and every later tree commits to it.
   the given hash; with ``start == 0`` it is exactly the RFC 9162 consistency proof from
   ``end`` to ``size`` (section 2.1.4).
 
-The checks follow transparency-dev/merkle ``proof/verify.go`` with one deliberate difference:
-an empty range (``start == end``) is not a subtree here. Upstream accepts it with an empty proof
-and any tree root, a statement that proves nothing; we fail closed with ``proof.subtree_invalid``.
+The checks follow transparency-dev/merkle ``proof/verify.go`` and give its verdict on every
+published probe. One case is worth knowing: in a subtree *consistency* check the empty range
+(``start == end``) is accepted with an empty proof when its hash is SHA-256 of nothing, whatever
+the tree root, because the empty range lies in every tree. Nothing else is an empty subtree.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from brakepedal.errors import InputError, TrustError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.tlog.merkle import (
+    EMPTY_ROOT,
     HASH_SIZE,
     MAX_TREE_SIZE,
     node_hash,
@@ -40,15 +42,17 @@ __all__ = [
 ]
 
 
-def require_subtree(start: int, end: int) -> None:
+def require_subtree(start: int, end: int, *, allow_empty: bool = False) -> None:
     """Raise :class:`InputError` unless ``[start, end)`` is a subtree (see the module doc)."""
     for name, value in (("start", start), ("end", end)):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TREE_SIZE:
             raise InputError(
                 "proof.size_out_of_range", f"subtree {name} must be in [0, 2^64), got {value!r:.40}"
             )
-    if start >= end:
+    if start > end or (start == end and not allow_empty):
         raise InputError("proof.subtree_invalid", f"subtree [{start}, {end}) is empty or reversed")
+    if start == end:
+        return
     width = end - start
     # Smallest power of two >= width: a subtree must sit where a node of that width can sit.
     alignment = 1 << (width - 1).bit_length()
@@ -136,11 +140,38 @@ def verify_subtree_consistency(
 ) -> None:
     """Raise unless ``proof`` shows the tree of ``size`` leaves and hash ``root`` contains the
     subtree ``[start, end)`` with hash ``subtree_root``."""
+    if start == end or (start == 0 and end == size):
+        _verify_trivial_subtree(
+            start=start, end=end, size=size, subtree_root=subtree_root, root=root, proof=proof
+        )
+        return
     computed = root_from_subtree_consistency_proof(
         start=start, end=end, size=size, subtree_root=subtree_root, proof=proof, limits=limits
     )
     _require_hash("root", root)
     _require_match("proof.root_mismatch", f"root of the tree of size {size}", computed, root)
+
+
+def _verify_trivial_subtree(
+    *, start: int, end: int, size: int, subtree_root: bytes, root: bytes, proof: Sequence[bytes]
+) -> None:
+    """The two statements that need no proof, with upstream's verdicts.
+
+    The empty subtree hashes to :data:`EMPTY_ROOT` and lies in every tree; the whole tree
+    ``[0, size)`` lies in itself when the two roots are equal. Both need an empty proof.
+    As in transparency-dev/merkle, hash lengths are not checked here: byte equality is the
+    whole statement, and nothing about any other tree follows from it. Typed wire objects
+    (:mod:`brakepedal.tlog.proof`) check lengths before anything reaches this layer.
+    """
+    require_subtree(start, end, allow_empty=True)
+    _require_tree_size(size, end)
+    _require_proof_length(len(proof), 0)
+    if start == end:
+        _require_match("proof.root_mismatch", "hash of the empty subtree", subtree_root, EMPTY_ROOT)
+    else:
+        _require_match(
+            "proof.root_mismatch", f"root of the tree of size {size}", subtree_root, root
+        )
 
 
 def root_from_subtree_consistency_proof(

@@ -521,11 +521,27 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda: subtree.verify_subtree_consistency(
-            start=2, end=2, size=4, subtree_root=merkle.EMPTY_ROOT, root=H, proof=[]
+            start=2, end=2, size=4, subtree_root=H, root=H, proof=[]
+        ),
+        TrustError,
+        "proof.root_mismatch",
+        id="subtree-empty-with-a-non-empty-hash",
+    ),
+    pytest.param(
+        lambda: subtree.verify_subtree_consistency(
+            start=2, end=2, size=4, subtree_root=merkle.EMPTY_ROOT, root=H, proof=[H]
+        ),
+        InputError,
+        "proof.wrong_length",
+        id="subtree-empty-with-a-proof",
+    ),
+    pytest.param(
+        lambda: subtree.verify_subtree_inclusion(
+            leaf_hash=H, index=2, start=2, end=2, proof=[], root=H
         ),
         InputError,
         "proof.subtree_invalid",
-        id="subtree-empty",
+        id="subtree-inclusion-in-empty-range",
     ),
 ]
 
