@@ -31,7 +31,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import UnverifiedSignatureError
 
 from brakepedal.crypto.canonical import canonical_json, parse_json_object
-from brakepedal.crypto.keys import Key, Signature, Signer, key_fingerprint
+from brakepedal.crypto.keys import Key, Signature, Signer, key_fingerprint, require_trusted_key
 from brakepedal.errors import InputError, TrustError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 
@@ -219,7 +219,8 @@ def _trusted_keys(keys: Sequence[Key], threshold: int) -> dict[str, Key]:
     if not keys:
         raise InputError("envelope.no_keys", "no trusted keys given")
     by_fingerprint: dict[str, Key] = {}
-    for key in keys:
+    for given in keys:
+        key = require_trusted_key(given)  # one spelling per raw key: no double counting
         fingerprint = key_fingerprint(key)
         if fingerprint in by_fingerprint:
             raise InputError("envelope.duplicate_key", f"key {fingerprint} is listed twice")

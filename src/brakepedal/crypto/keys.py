@@ -62,6 +62,7 @@ __all__ = [
     "private_key_to_pem",
     "public_key_from_json",
     "public_key_to_json",
+    "require_trusted_key",
     "signer_from_pem",
     "verify_ed25519_raw",
 ]
@@ -186,15 +187,7 @@ def public_key_from_json(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> SSl
         raise InputError("key.field_missing", f"public key lacks {sorted(missing)}")
     if unknown := fields - _KEY_FIELDS:
         raise InputError("key.field_unknown", f"public key has unknown fields {sorted(unknown)}")
-    keytype, scheme, keyval = document["keytype"], document["scheme"], document["keyval"]
-    if (keytype, scheme) not in SUPPORTED_KEY_TYPES:
-        raise InputError("key.type_unsupported", f"key type {keytype!r}/{scheme!r}")
-    public = keyval.get("public") if isinstance(keyval, dict) and len(keyval) == 1 else None
-    if not isinstance(public, str):
-        raise InputError("key.public_invalid", 'keyval must be exactly {"public": <hex>}')
-    if _ED25519_HEX.fullmatch(public) is None:
-        raise InputError("key.public_invalid", "Ed25519 public key must be 64 lowercase hex")
-    key = ed25519_public_key(bytes.fromhex(public))
+    key = _strict_ed25519(document["keytype"], document["scheme"], document["keyval"])
     keyid = document["keyid"]
     if not isinstance(keyid, str) or _FINGERPRINT.fullmatch(keyid) is None:
         raise InputError("key.keyid_invalid", "keyid must be 64 lowercase hex characters")
@@ -204,6 +197,29 @@ def public_key_from_json(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> SSl
             f"keyid {keyid} does not match the key's fingerprint {key.keyid}",
         )
     return key
+
+
+def require_trusted_key(key: Key) -> SSlibKey:
+    """``key`` as the one canonical :class:`SSlibKey` for its raw public key, or raise.
+
+    A trusted key set must not hold one key twice under different spellings (upper-case hex,
+    whitespace, extra keyval fields all decode to the same key in securesystemslib), or one
+    key could meet a threshold alone; so every trusted key is re-derived from its raw bytes.
+    """
+    return _strict_ed25519(key.keytype, key.scheme, key.keyval)
+
+
+def _strict_ed25519(keytype: object, scheme: object, keyval: object) -> SSlibKey:
+    if not isinstance(keytype, str) or not isinstance(scheme, str):
+        raise InputError("key.type_unsupported", "keytype and scheme must be strings")
+    if (keytype, scheme) not in SUPPORTED_KEY_TYPES:
+        raise InputError("key.type_unsupported", f"key type {keytype!r:.40}/{scheme!r:.40}")
+    public = keyval.get("public") if isinstance(keyval, dict) and len(keyval) == 1 else None
+    if not isinstance(public, str):
+        raise InputError("key.public_invalid", 'keyval must be exactly {"public": <hex>}')
+    if _ED25519_HEX.fullmatch(public) is None:
+        raise InputError("key.public_invalid", "Ed25519 public key must be 64 lowercase hex")
+    return ed25519_public_key(bytes.fromhex(public))
 
 
 def verify_ed25519_raw(public_key: bytes, message: bytes, signature: bytes) -> None:

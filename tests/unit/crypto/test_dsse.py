@@ -131,6 +131,45 @@ def test_same_key_under_two_keyids_counts_once() -> None:
     assert raised.value.reason == "envelope.duplicate_key"
 
 
+@pytest.mark.parametrize(
+    ("respell", "reason"),
+    [
+        pytest.param(str.upper, "key.public_invalid", id="upper-case-hex"),
+        pytest.param(lambda hexkey: " " + hexkey, "key.public_invalid", id="leading-space"),
+        pytest.param(lambda hexkey: hexkey + "\n", "key.public_invalid", id="trailing-newline"),
+    ],
+)
+def test_one_key_respelled_cannot_meet_a_threshold_alone(
+    respell: Callable[[str], str], reason: str
+) -> None:
+    key = KEYS[0]
+    other = type(key)("b", key.keytype, key.scheme, {"public": respell(key.keyval["public"])})
+    envelope = json.loads(ONE)
+    envelope["signatures"] = envelope["signatures"] * 2
+    with pytest.raises(InputError) as raised:
+        open_envelope(
+            json.dumps(envelope).encode(),
+            expected_payload_type=PAYLOAD_TYPE,
+            keys=[key, other],
+            threshold=2,
+        )
+    assert raised.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "keyval",
+    [
+        pytest.param(lambda public: {"public": public, "private": ""}, id="extra-keyval-field"),
+    ],
+)
+def test_malformed_trusted_key_is_refused(keyval: Callable[[str], dict[str, str]]) -> None:
+    key = KEYS[0]
+    odd = type(key)("b", key.keytype, key.scheme, keyval(key.keyval["public"]))
+    with pytest.raises(InputError) as raised:
+        open_envelope(ONE, expected_payload_type=PAYLOAD_TYPE, keys=[odd], threshold=1)
+    assert raised.value.reason == "key.public_invalid"
+
+
 Case = tuple[bytes, dict[str, Any], type[BrakepedalError], str]
 
 
