@@ -37,6 +37,7 @@ __all__ = ["TILE_HEIGHT", "TILE_WIDTH", "IntegrityReport", "ReadStats", "Transpa
 #: c2sp.org/tlog-tiles: a tile spans 8 Merkle levels and holds at most 256 hashes.
 TILE_HEIGHT = 8
 TILE_WIDTH = 256
+_MAX_TILE_LEVEL = 8
 # Hashes recomputed per store read in verify_integrity: bounds memory, not correctness.
 _INTEGRITY_CHUNK = 1 << 16
 
@@ -160,11 +161,17 @@ class TransparencyLog:
 
     def tile(self, level: int, index: int, width: int) -> bytes:
         """Hashes of a c2sp.org/tlog-tiles tile: Merkle level 8*level, nodes from index*256."""
-        if level < 0 or index < 0 or not 1 <= width <= TILE_WIDTH:
+        # Level 8 already spans 2^64 leaves; bounding level and index first keeps the size
+        # arithmetic below small whatever a client asks for.
+        if (
+            not 0 <= level <= _MAX_TILE_LEVEL
+            or not 0 <= index < 2**64
+            or not 1 <= width <= TILE_WIDTH
+        ):
             raise InputError(
                 "log.tile_invalid",
-                f"tile level {level} index {index} width {width}: need level, index >= 0 "
-                f"and width in 1..{TILE_WIDTH}",
+                f"tile level {level} index {index} width {width}: need level in "
+                f"0..{_MAX_TILE_LEVEL}, index in [0, 2^64) and width in 1..{TILE_WIDTH}",
             )
         merkle_level = TILE_HEIGHT * level
         start = index * TILE_WIDTH

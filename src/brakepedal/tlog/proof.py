@@ -184,6 +184,9 @@ def _hash_field(value: object, name: str) -> bytes:
         decoded = base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as error:
         raise InputError("proof.hash_not_base64", f"proof field {name} is not base64") from error
+    # One spelling per hash: the decoder ignores non-zero padding bits, re-encoding does not.
+    if base64.b64encode(decoded).decode("ascii") != value:
+        raise InputError("proof.hash_not_base64", f"proof field {name} is not canonical base64")
     _require_hash(name, decoded)
     return decoded
 

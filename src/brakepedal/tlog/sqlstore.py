@@ -98,12 +98,18 @@ def normalise_store_url(url: str) -> URL:
     """Parse a store URL; PostgreSQL always goes through psycopg 3."""
     try:
         parsed = make_url(url)
-    except ArgumentError as e:
+        _ = parsed.port  # parsed lazily: a port that is not a number raises here
+    except (ArgumentError, ValueError) as e:
         # The text may hold a password, so it is not repeated.
         raise InputError("store.url_invalid", "the log store URL could not be parsed") from e
     if parsed.drivername in {"postgres", "postgresql", "postgresql+psycopg"}:
         return parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername in {"sqlite", "sqlite+pysqlite"}:
+        if parsed.query or "\x00" in (parsed.database or ""):
+            raise InputError(
+                "store.url_invalid",
+                "a SQLite log store URL takes a file path only: no NUL, no '?' arguments",
+            )
         if not parsed.database or parsed.database == ":memory:":
             raise InputError(
                 "store.url_unsupported",
@@ -118,7 +124,14 @@ def normalise_store_url(url: str) -> URL:
 
 def database_url(db: str) -> str:
     """A store URL from what a person types: a URL as it is, anything else a SQLite path."""
-    return db if "://" in db else f"sqlite:///{db}"
+    if "://" in db:
+        return db
+    if any(character in db for character in "?#%\x00"):
+        # In a URL these would start a query or fragment, or escape: not the file meant.
+        raise InputError(
+            "store.path_invalid", f"SQLite path {db!r:.80} contains one of ? # % or NUL"
+        )
+    return f"sqlite:///{db}"
 
 
 def _error_reason(error: Exception) -> str:
@@ -168,7 +181,10 @@ class SqlLogStore:
         parsed = normalise_store_url(url)
         self._url = parsed.render_as_string(hide_password=True)
         self._postgres = parsed.get_backend_name() == "postgresql"
-        self._engine = _sqlite_engine(parsed) if not self._postgres else create_engine(parsed)
+        try:
+            self._engine = create_engine(parsed) if self._postgres else _sqlite_engine(parsed)
+        except (ArgumentError, ValueError, TypeError) as e:
+            raise InputError("store.url_invalid", f"cannot use store URL {self._url}") from e
         try:
             self._prepare_tables(create=origin is not None)
             self._origin = self._init_head(origin)
@@ -177,7 +193,7 @@ class SqlLogStore:
             raise
 
     def _prepare_tables(self, *, create: bool) -> None:
-        with self._errors("create the log tables"):
+        with self._errors("open the log tables"):
             if create:
                 _metadata.create_all(self._engine)
                 return

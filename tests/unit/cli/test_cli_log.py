@@ -196,3 +196,22 @@ def test_console_script_runs_as_a_real_process(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == EXIT_INPUT, result.stderr
     assert "store.log_missing" in result.stderr
+
+
+def test_checkpoint_of_another_log_by_the_same_key_is_refused(tmp_path: Path) -> None:
+    cli = Cli(str(tmp_path / "other.db"), tmp_path)
+    cli("keys", "generate", "--name", ORIGIN, "--out", cli.path("log"))
+    cli("log", "init", "--origin", "other.brakepedal.org/log")
+    cli("log", "append", "--lines", "-", stdin="a\nb\n")
+    cli(
+        "log", "checkpoint", "--key", cli.path("log.key"), "--name", ORIGIN, "--out", cli.path("cp")
+    )
+    verify = ("log", "verify", "--vkey", cli.path("log.vkey"), "--checkpoint", cli.path("cp"))
+    assert "checkpoint.origin_mismatch" in cli(*verify, code=EXIT_TRUST)
+    assert "ok" in cli(*verify, "--origin", "other.brakepedal.org/log")
+
+
+def test_append_lines_splits_on_newline_only(tmp_path: Path) -> None:
+    cli = Cli(str(tmp_path / "lines.db"), tmp_path)
+    cli("log", "init", "--origin", ORIGIN)
+    assert cli("log", "append", "--lines", "-", stdin="a\rb\n\nc\n").split() == ["0", "1"]

@@ -143,6 +143,12 @@ BAD_KEY_JSON = [
     pytest.param(_key_json(keyid=None), InputError, "key.field_missing", id="no-keyid"),
     pytest.param(_key_json(extra=1), InputError, "key.field_unknown", id="unknown-field"),
     pytest.param(_key_json(keytype="rsa"), InputError, "key.type_unsupported", id="rsa"),
+    pytest.param(
+        _key_json(keytype=["ed25519"]), InputError, "key.type_unsupported", id="keytype-list"
+    ),
+    pytest.param(
+        _key_json(scheme={"a": 1}), InputError, "key.type_unsupported", id="scheme-object"
+    ),
     pytest.param(_key_json(scheme="x"), InputError, "key.type_unsupported", id="bad-scheme"),
     pytest.param(_key_json(keyval="ab"), InputError, "key.public_invalid", id="keyval-str"),
     pytest.param(_key_json(keyval={}), InputError, "key.public_invalid", id="keyval-empty"),

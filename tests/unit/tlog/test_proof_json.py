@@ -70,6 +70,9 @@ BAD = [
     pytest.param(_inclusion(hashes=["!!"]), "proof.hash_not_base64", id="hash-not-base64"),
     pytest.param(_inclusion(hashes=["é"]), "proof.hash_not_base64", id="hash-not-ascii"),
     pytest.param(
+        _inclusion(hashes=["A" * 42 + "B="]), "proof.hash_not_base64", id="hash-padding-bits-set"
+    ),
+    pytest.param(
         _inclusion(leaf_hash=_b64(bytes(31))), "proof.hash_wrong_length", id="short-leaf-hash"
     ),
     pytest.param(

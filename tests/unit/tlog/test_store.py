@@ -247,6 +247,9 @@ def test_tiles_hold_the_hashes_of_their_level(log_store: LogStore) -> None:
         (0, 0, 0, "log.tile_invalid"),
         (0, 0, 257, "log.tile_invalid"),
         (-1, 0, 1, "log.tile_invalid"),
+        (9, 0, 1, "log.tile_invalid"),
+        (2**40, 0, 1, "log.tile_invalid"),
+        (0, 2**64, 1, "log.tile_invalid"),
     ]:
         with pytest.raises(InputError) as caught:
             log.tile(level, index, width)
@@ -310,6 +313,27 @@ def test_unsupported_urls_are_refused(url: str) -> None:
     with pytest.raises(InputError) as caught:
         SqlLogStore(url, origin=LOG_ORIGIN)
     assert caught.value.reason in {"store.url_unsupported", "store.url_invalid"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("postgresql://u@h:xx/db", id="port-not-a-number"),
+        pytest.param("sqlite:////tmp/a.db?timeout=zz", id="sqlite-query-argument"),
+        pytest.param("sqlite:///%00", id="sqlite-nul-in-path"),
+    ],
+)
+def test_malformed_urls_are_refused_before_connecting(url: str) -> None:
+    with pytest.raises(InputError) as caught:
+        SqlLogStore(url, origin=LOG_ORIGIN)
+    assert caught.value.reason == "store.url_invalid"
+
+
+@pytest.mark.parametrize("path", ["/tmp/a?b.db", "/tmp/a#b.db", "/tmp/100%.db"])
+def test_paths_that_would_read_as_url_syntax_are_refused(path: str) -> None:
+    with pytest.raises(InputError) as caught:
+        database_url(path)
+    assert caught.value.reason == "store.path_invalid"
 
 
 def test_an_unreachable_database_names_the_url_without_its_password() -> None:
