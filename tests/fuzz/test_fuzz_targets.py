@@ -47,7 +47,16 @@ def _mutated_seed(draw: st.DrawFn, pool: list[bytes]) -> bytes:
 
 
 def test_every_parser_has_a_target() -> None:
-    assert {"checkpoint", "envelope", "note", "proof", "proof_json"} <= set(TARGETS)
+    assert {
+        "checkpoint",
+        "envelope",
+        "key_json",
+        "note",
+        "proof",
+        "proof_json",
+        "tile",
+        "vkey",
+    } <= set(TARGETS)
 
 
 @pytest.mark.parametrize("name", TARGETS)
