@@ -18,7 +18,6 @@ and raises :class:`TrustError` when the proof does not lead to the root it is ch
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from brakepedal.crypto.canonical import parse_json_object
 from brakepedal.errors import InputError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.tlog import merkle
+from brakepedal.tlog.note import b64decode_canonical
 
 __all__ = ["ConsistencyProof", "InclusionProof", "parse_proof"]
 
@@ -180,13 +180,9 @@ def _hashes_field(document: Mapping[str, Any], limits: Limits) -> tuple[bytes, .
 def _hash_field(value: object, name: str) -> bytes:
     if not isinstance(value, str):
         raise InputError("proof.hash_not_string", f"proof field {name} must be a base64 string")
-    try:
-        decoded = base64.b64decode(value.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as error:
-        raise InputError("proof.hash_not_base64", f"proof field {name} is not base64") from error
-    # One spelling per hash: the decoder ignores non-zero padding bits, re-encoding does not.
-    if base64.b64encode(decoded).decode("ascii") != value:
-        raise InputError("proof.hash_not_base64", f"proof field {name} is not canonical base64")
+    decoded = b64decode_canonical(
+        value, reason="proof.hash_not_base64", where=f"proof field {name}"
+    )
     _require_hash(name, decoded)
     return decoded
 
