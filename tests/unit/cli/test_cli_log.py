@@ -120,8 +120,11 @@ def test_consistency_proof_verifies_offline(populated: Cli) -> None:
 
 def test_whole_log_verifies(populated: Cli) -> None:
     out = populated("log", "verify", "--vkey", populated.path("log.vkey"), "--db", populated.db)
-    assert "ok" in out
-    assert "37" in populated("log", "show")
+    assert "ok: 37 entries" in out
+    assert "2 checkpoints verified" in out
+    shown = populated("log", "show")
+    assert [line.split() for line in shown.splitlines()[:2]] == [["origin", ORIGIN], ["size", "37"]]
+    assert shown.rstrip().splitlines()[-1].startswith("— " + ORIGIN + " ")
 
 
 def test_checkpoint_signed_by_another_key_is_refused(populated: Cli) -> None:
@@ -135,7 +138,8 @@ def test_checkpoint_signed_by_another_key_is_refused(populated: Cli) -> None:
         populated.path("cp37"),
         code=EXIT_TRUST,
     )
-    assert "note." in out
+    # Same key name, another key: its key ID differs, so no signature line is by a known key.
+    assert "note.unknown_key" in out
 
 
 def test_tampered_proof_is_refused(populated: Cli) -> None:
