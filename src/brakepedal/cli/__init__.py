@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import typer
 
-from brakepedal.cli import keys, log
+from brakepedal.cli import estimate, keys, log
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="brakepedal",
-    help="Verifiable, time-limited pause on frontier AI training: keys and transparency log.",
+    help="Verifiable, time-limited pause on frontier AI training.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 app.add_typer(keys.app, name="keys")
 app.add_typer(log.app, name="log")
+app.command(name="estimate")(estimate.estimate)
 
 
 def main() -> None:
