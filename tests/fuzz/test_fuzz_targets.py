@@ -52,9 +52,11 @@ def test_every_parser_has_a_target() -> None:
         "envelope",
         "key_json",
         "note",
+        "policy",
         "proof",
         "proof_json",
         "tile",
+        "usage",
         "vkey",
     } <= set(TARGETS)
 

@@ -1,14 +1,15 @@
 """The one command-line application: wires the layers below and is the only place that prints.
 
 Exit codes: 0 success, 2 bad input (also usage errors), 3 a trust failure (something did not
-verify), 4 storage or transport failure, 1 anything unexpected (a bug).
+verify), 4 storage or transport failure, 5 a policy evaluation found a binding violation,
+1 anything unexpected (a bug).
 """
 
 from __future__ import annotations
 
 import typer
 
-from brakepedal.cli import estimate, keys, log
+from brakepedal.cli import estimate, keys, log, policy
 
 __all__ = ["app", "main"]
 
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(keys.app, name="keys")
 app.add_typer(log.app, name="log")
+app.add_typer(policy.app, name="policy")
 app.command(name="estimate")(estimate.estimate)
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_INFRASTRUCTURE",
     "EXIT_INPUT",
     "EXIT_TRUST",
+    "EXIT_VIOLATION",
     "err_console",
     "exit_code",
     "fail",
@@ -27,6 +28,8 @@ _R = TypeVar("_R")
 EXIT_INPUT = 2
 EXIT_TRUST = 3
 EXIT_INFRASTRUCTURE = 4
+#: A policy evaluation found a binding violation (not an error: the answer is "no").
+EXIT_VIOLATION = 5
 
 err_console = Console(stderr=True, highlight=False)
 
