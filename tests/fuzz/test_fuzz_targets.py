@@ -50,6 +50,7 @@ def test_every_parser_has_a_target() -> None:
     assert {
         "checkpoint",
         "envelope",
+        "governance_document",
         "key_json",
         "note",
         "policy",
@@ -58,6 +59,7 @@ def test_every_parser_has_a_target() -> None:
         "tile",
         "usage",
         "vkey",
+        "witness_state",
     } <= set(TARGETS)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from brakepedal.cli import estimate, keys, log, policy
+from brakepedal.cli import estimate, gov, keys, log, policy, witness
 
 __all__ = ["app", "main"]
 
@@ -23,6 +23,8 @@ app = typer.Typer(
 app.add_typer(keys.app, name="keys")
 app.add_typer(log.app, name="log")
 app.add_typer(policy.app, name="policy")
+app.add_typer(gov.app, name="gov")
+app.add_typer(witness.app, name="witness")
 app.command(name="estimate")(estimate.estimate)
 
 

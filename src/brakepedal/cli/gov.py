@@ -1,0 +1,487 @@
+"""``brakepedal gov``: propose, sign, check and publish governance documents; see the view.
+
+A governance repository is a directory: ``metadata/`` (TUF metadata, every version kept),
+``targets/`` (the documents), ``proposals/`` (unpublished proposals) and ``log-entries.json``
+(where each published file sits in the transparency log named by ``--db``/``BRAKEPEDAL_DB``).
+``docs/governance.md`` walks through a whole ceremony with these commands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from securesystemslib.signer import Signer
+
+from brakepedal.cli.agreement_file import load_agreement
+from brakepedal.cli.files import read_input, write_new_file
+from brakepedal.cli.keys import load_signer
+from brakepedal.cli.output import reports_errors
+from brakepedal.crypto.keys import public_key_from_json
+from brakepedal.errors import InputError
+from brakepedal.governance import documents as docs
+from brakepedal.governance.agreement import build_root, build_targets
+from brakepedal.governance.repository import (
+    Proposal,
+    proposal_status,
+    propose_document,
+    propose_metadata,
+    publish,
+    refresh_timestamp,
+    sign_proposal,
+    trusted_agreement,
+)
+from brakepedal.governance.view import GovernanceView, LogEvidence, policy_file_path
+from brakepedal.model.types import (
+    DeviceId,
+    EntityId,
+    Flop,
+    LineageId,
+    OrderId,
+    PermitId,
+    PolicyId,
+    RunId,
+    format_utc,
+    parse_utc_timestamp,
+)
+from brakepedal.policy.load import parse_policy
+from brakepedal.tlog import merkle
+from brakepedal.tlog.log import TransparencyLog
+from brakepedal.tlog.proof import InclusionProof
+from brakepedal.tlog.sqlstore import SqlLogStore, database_url
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Quorum-signed governance documents on TUF.", no_args_is_help=True)
+propose_app = typer.Typer(help="Propose a document (unsigned).", no_args_is_help=True)
+app.add_typer(propose_app, name="propose")
+console = Console(highlight=False, soft_wrap=True)
+
+RepoOption = Annotated[Path, typer.Option("--repo", help="The governance repository directory.")]
+NameOption = Annotated[str, typer.Option("--name", help="The proposal's name.")]
+DbOption = Annotated[
+    str, typer.Option("--db", envvar="BRAKEPEDAL_DB", help="The transparency log's database.")
+]
+AtOption = Annotated[str | None, typer.Option("--at", help="UTC time (default now).")]
+
+_MAX_FILE = 8_000_000
+_LOG_ENTRIES = "log-entries.json"
+
+
+def _at(text: str | None) -> datetime:
+    return datetime.now(UTC) if text is None else parse_utc_timestamp(text)
+
+
+def _read_repository(repo: Path) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for folder in ("metadata", "targets"):
+        base = repo / folder
+        if base.is_dir():
+            for path in sorted(base.rglob("*")):
+                if path.is_file():
+                    files[path.relative_to(repo).as_posix()] = path.read_bytes()
+    return files
+
+
+def _write_files(repo: Path, files: dict[str, bytes]) -> None:
+    for name, data in sorted(files.items()):
+        path = repo / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+
+
+def _proposal_path(repo: Path, name: str) -> Path:
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise InputError("cli.proposal_name_invalid", f"proposal name {name!r}: use a-z 0-9 - _ .")
+    return repo / "proposals" / f"{name}.json"
+
+
+def _load_proposal(repo: Path, name: str) -> Proposal:
+    return Proposal.from_bytes(
+        read_input(_proposal_path(repo, name), what="proposal", max_bytes=_MAX_FILE)
+    )
+
+
+def _save_proposal(repo: Path, proposal: Proposal, *, new: bool) -> None:
+    path = _proposal_path(repo, proposal.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_new_file(path, proposal.to_bytes(), force=not new)
+    console.print(f"proposal {proposal.name}: {proposal.role} v{proposal.metadata.signed.version}")
+
+
+@app.command()
+@reports_errors
+def init(
+    repo: RepoOption,
+    agreement: Annotated[Path, typer.Option(help="The agreement file (TOML).")],
+) -> None:
+    """Propose root v1 and targets v1 of a new agreement; the parties sign both."""
+    loaded = load_agreement(agreement)
+    if (repo / "metadata").exists():
+        raise InputError("cli.repository_exists", f"{repo} already holds a repository")
+    _save_proposal(
+        repo, propose_metadata("root-1", build_root(loaded), description="agreement root"), new=True
+    )
+    _save_proposal(
+        repo,
+        propose_metadata("targets-1", build_targets(loaded), description="delegations"),
+        new=True,
+    )
+
+
+# ------------------------------------------------------------------------------ proposals
+
+
+def _propose(repo: Path, name: str, document: Any, expires: str | None, description: str) -> None:
+    files = _read_repository(repo)
+    until = parse_utc_timestamp(expires) if expires else trusted_agreement(files).expires
+    proposal = propose_document(
+        files,
+        name,
+        document.target_path,
+        document.to_bytes(),
+        expires=until,
+        description=description,
+    )
+    _save_proposal(repo, proposal, new=True)
+
+
+@propose_app.command("order")
+@reports_errors
+def propose_order(
+    repo: RepoOption,
+    name: NameOption,
+    order_id: Annotated[str, typer.Option("--id", help="Order id.")],
+    threshold: Annotated[str, typer.Option(help="Scope: lineages above this many FLOP.")],
+    jurisdiction: Annotated[list[str], typer.Option(help="Jurisdictions (repeatable).")],
+    effective_from: Annotated[str, typer.Option("--from", help="In force from (UTC).")],
+    sunset: Annotated[str, typer.Option(help="Mandatory sunset (UTC).")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+    grace_seconds: Annotated[int, typer.Option(help="Grace for running jobs.")] = 0,
+    renews: Annotated[str | None, typer.Option(help="The order this renews.")] = None,
+    expires: Annotated[str | None, typer.Option(help="Metadata expiry.")] = None,
+) -> None:
+    """Propose a pause order (needs the order quorum)."""
+    order = docs.PauseOrder(
+        order_id=OrderId(order_id),
+        threshold_flop=Flop.parse_human(threshold),
+        jurisdictions=frozenset(jurisdiction),
+        effective_from=parse_utc_timestamp(effective_from),
+        sunset=parse_utc_timestamp(sunset),
+        grace_seconds=grace_seconds,
+        reason=reason,
+        renews=None if renews is None else OrderId(renews),
+    )
+    docs.check_sunset(order, max_sunset=trusted_agreement(_read_repository(repo)).max_sunset)
+    _propose(repo, name, order, expires, f"pause order {order_id}")
+
+
+@propose_app.command("lift")
+@reports_errors
+def propose_lift(
+    repo: RepoOption,
+    name: NameOption,
+    lift_id: Annotated[str, typer.Option("--id", help="Lift order id.")],
+    lifts: Annotated[str, typer.Option(help="The pause order it lifts.")],
+    effective_from: Annotated[str, typer.Option("--from", help="Effective from (UTC).")],
+    reason: Annotated[str, typer.Option(help="Why.")],
+    expires: Annotated[str | None, typer.Option(help="Metadata expiry.")] = None,
+) -> None:
+    """Propose lifting a pause order (needs the order quorum)."""
+    lift = docs.LiftOrder(
+        lift_id=OrderId(lift_id),
+        lifts=OrderId(lifts),
+        effective_from=parse_utc_timestamp(effective_from),
+        reason=reason,
+    )
+    _propose(repo, name, lift, expires, f"lift of {lifts}")
+
+
+@propose_app.command("permit")
+@reports_errors
+def propose_permit(
+    repo: RepoOption,
+    name: NameOption,
+    permit_id: Annotated[str, typer.Option("--id", help="Permit id.")],
+    serial: Annotated[int, typer.Option(help="Monotonic permit serial.")],
+    owner_group: Annotated[str, typer.Option(help="The ownership group permitted.")],
+    budget: Annotated[str, typer.Option(help="FLOP budget.")],
+    valid_from: Annotated[str, typer.Option("--from", help="Valid from (UTC).")],
+    valid_until: Annotated[str, typer.Option("--until", help="Valid until (UTC).")],
+    lineage: Annotated[str | None, typer.Option(help="Lineage permitted.")] = None,
+    run: Annotated[str | None, typer.Option(help="Run permitted.")] = None,
+    device_count: Annotated[int | None, typer.Option(help="Most devices.")] = None,
+    device: Annotated[list[str] | None, typer.Option(help="Permitted device (repeatable).")] = None,
+    condition: Annotated[list[str] | None, typer.Option(help="A condition (repeatable).")] = None,
+    under_order: Annotated[
+        str | None, typer.Option(help="Pause order whose quorum it needs.")
+    ] = None,
+    expires: Annotated[str | None, typer.Option(help="Metadata expiry.")] = None,
+) -> None:
+    """Propose a training permit (the permit authority, or the order quorum under a pause)."""
+    permit = docs.TrainingPermit(
+        permit_id=PermitId(permit_id),
+        serial=serial,
+        owner_group=EntityId(owner_group),
+        flop_budget=Flop.parse_human(budget),
+        valid_from=parse_utc_timestamp(valid_from),
+        valid_until=parse_utc_timestamp(valid_until),
+        lineage=None if lineage is None else LineageId(lineage),
+        run=None if run is None else RunId(run),
+        device_count=device_count,
+        devices=None if not device else frozenset(DeviceId(d) for d in device),
+        conditions=tuple(condition or ()),
+        under_order=None if under_order is None else OrderId(under_order),
+    )
+    _propose(repo, name, permit, expires, f"permit {permit_id}")
+
+
+def _signer(
+    key: Path | None, signer_uri: str | None, public_key: Path | None, password_env: str | None
+) -> Signer:
+    if (key is None) == (signer_uri is None):
+        raise InputError("cli.signer_ambiguous", "give --key, or --signer-uri with --public-key")
+    if key is not None:
+        return load_signer(key, password_env)
+    if public_key is None:
+        raise InputError("cli.signer_ambiguous", "--signer-uri needs --public-key")
+    public = public_key_from_json(read_input(public_key, what="public key", max_bytes=65536))
+    try:
+        return Signer.from_priv_key_uri(str(signer_uri), public)
+    except (ValueError, OSError) as e:
+        raise InputError("cli.signer_unavailable", f"--signer-uri {signer_uri}: {e}") from e
+
+
+@propose_app.command("policy")
+@reports_errors
+def propose_policy(
+    repo: RepoOption,
+    name: NameOption,
+    policy_file: Annotated[Path, typer.Option("--file", help="The policy file (.toml or .yaml).")],
+    expires: Annotated[str | None, typer.Option(help="Metadata expiry.")] = None,
+) -> None:
+    """Propose a policy version (needs the policy quorum): the file and a record naming it."""
+    data = read_input(policy_file, what="policy", max_bytes=_MAX_FILE)
+    policy = parse_policy(data, name=policy_file.name)
+    media: Literal["application/toml", "application/yaml"] = (
+        "application/toml" if policy_file.suffix == ".toml" else "application/yaml"
+    )
+    record = docs.PolicyVersion(
+        policy_id=PolicyId(policy.id),
+        version=policy.version,
+        media_type=media,
+        content_sha256=hashlib.sha256(data).hexdigest(),
+        title=policy.title,
+    )
+    files = _read_repository(repo)
+    until = parse_utc_timestamp(expires) if expires else trusted_agreement(files).expires
+    proposal = propose_document(
+        files,
+        name,
+        record.target_path,
+        record.to_bytes(),
+        expires=until,
+        description=f"policy {policy.id} version {policy.version}",
+        attachments={policy_file_path(record): data},
+    )
+    _save_proposal(repo, proposal, new=True)
+
+
+@app.command()
+@reports_errors
+def sign(
+    repo: RepoOption,
+    name: Annotated[str, typer.Option("--proposal", help="The proposal to sign.")],
+    key: Annotated[Path | None, typer.Option(help="The party's private key file.")] = None,
+    signer_uri: Annotated[
+        str | None,
+        typer.Option(help="A securesystemslib signer URI instead (hsm:, gcpkms:, awskms:...)."),
+    ] = None,
+    public_key: Annotated[Path | None, typer.Option(help="Public key for --signer-uri.")] = None,
+    password_env: Annotated[
+        str | None, typer.Option(help="Env variable with the passphrase.")
+    ] = None,
+) -> None:
+    """Add a party's signature to a proposal (a key file, or any HSM/KMS signer by URI)."""
+    proposal = sign_proposal(
+        _load_proposal(repo, name), _signer(key, signer_uri, public_key, password_env)
+    )
+    _save_proposal(repo, proposal, new=False)
+    _print_status(_read_repository(repo), proposal)
+
+
+def _print_status(files: dict[str, bytes], proposal: Proposal) -> dict[str, Any]:
+    status = proposal_status(files, proposal)
+    state = "meets its quorum" if status.verified else f"needs {status.missing} more"
+    console.print(
+        f"{proposal.name} ({proposal.role} v{status.version}): {len(status.signed)} of "
+        f"{status.threshold} signed, {state}"
+    )
+    console.print(f"  signed: {', '.join(status.signed) or 'nobody'}")
+    console.print(f"  not signed: {', '.join(status.unsigned) or 'nobody'}")
+    console.print(f"  would: {proposal.description or 'publish ' + proposal.role}")
+    return {
+        "proposal": proposal.name,
+        "role": status.role,
+        "version": status.version,
+        "threshold": status.threshold,
+        "signed": list(status.signed),
+        "unsigned": list(status.unsigned),
+        "missing": status.missing,
+        "verified": status.verified,
+    }
+
+
+@app.command()
+@reports_errors
+def status(
+    repo: RepoOption,
+    name: Annotated[str, typer.Option("--proposal", help="The proposal.")],
+) -> None:
+    """Who signed a proposal, how many are missing, and what it would do."""
+    _print_status(_read_repository(repo), _load_proposal(repo, name))
+
+
+def _append_to_log(repo: Path, db: str, files: dict[str, bytes]) -> None:
+    entries_path = repo / _LOG_ENTRIES
+    entries = json.loads(entries_path.read_bytes()) if entries_path.exists() else {}
+    names = [n for n in sorted(files) if n != "metadata/timestamp.json"]
+    store = SqlLogStore.open(database_url(db))
+    try:
+        indexes = TransparencyLog(store).append([files[n] for n in names])
+    finally:
+        store.close()
+    entries |= dict(zip(names, indexes, strict=True))
+    _write_files(
+        repo, {_LOG_ENTRIES: json.dumps(entries, indent=1, sort_keys=True).encode() + b"\n"}
+    )
+    console.print(f"appended {len(names)} files to the log (indexes {indexes[0]}..{indexes[-1]})")
+
+
+@app.command(name="publish")
+@reports_errors
+def publish_command(
+    repo: RepoOption,
+    name: Annotated[str, typer.Option("--proposal", help="The proposal to publish.")],
+    operator_key: Annotated[Path, typer.Option(help="The repository operator's key.")],
+    db: DbOption,
+    at: AtOption = None,
+) -> None:
+    """Publish a proposal that meets its quorum, and append every new file to the log."""
+    files = _read_repository(repo)
+    proposal = _load_proposal(repo, name)
+    new = publish(files, proposal, operator=load_signer(operator_key), at=_at(at))
+    _write_files(repo, new)
+    _append_to_log(repo, db, new)
+    _proposal_path(repo, name).unlink()
+    console.print(f"published {proposal.name}: {', '.join(sorted(new))}")
+
+
+@app.command()
+@reports_errors
+def timestamp(
+    repo: RepoOption,
+    operator_key: Annotated[Path, typer.Option(help="The repository operator's key.")],
+    db: DbOption,
+    at: AtOption = None,
+) -> None:
+    """Sign a fresh timestamp (the operator's heartbeat against freeze)."""
+    new = refresh_timestamp(_read_repository(repo), operator=load_signer(operator_key), at=_at(at))
+    _write_files(repo, new)
+    _append_to_log(repo, db, new)
+
+
+@app.command()
+@reports_errors
+def evidence(
+    repo: RepoOption,
+    checkpoint: Annotated[Path, typer.Option(help="A witnessed checkpoint of the log.")],
+    out: Annotated[Path, typer.Option(help="Where to write the evidence.")],
+    db: DbOption,
+) -> None:
+    """Inclusion proofs for every published file under a (witnessed) checkpoint."""
+    from brakepedal.tlog.checkpoint import Checkpoint  # noqa: PLC0415
+    from brakepedal.tlog.note import Note  # noqa: PLC0415
+
+    note_bytes = read_input(checkpoint, what="checkpoint", max_bytes=1_000_000)
+    size = Checkpoint.from_body(Note.from_bytes(note_bytes).text).size
+    entries = json.loads((repo / _LOG_ENTRIES).read_bytes())
+    store = SqlLogStore.open(database_url(db))
+    proofs = {}
+    try:
+        log = TransparencyLog(store)
+        for name, index in sorted(entries.items()):
+            if index < size:
+                hashes = log.inclusion_proof(index, size)
+                proofs[name] = InclusionProof(
+                    index, size, merkle.leaf_hash(log.entry(index)), tuple(hashes)
+                )
+    finally:
+        store.close()
+    write_new_file(out, LogEvidence(note_bytes, proofs).to_bytes(), force=True)
+    console.print(f"wrote {out}: {len(proofs)} inclusion proofs at size {size}")
+
+
+@app.command()
+@reports_errors
+def view(
+    repo: RepoOption,
+    trusted_root: Annotated[Path, typer.Option(help="The root this client trusts.")],
+    evidence_file: Annotated[Path, typer.Option("--evidence", help="Log evidence file.")],
+    at: AtOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Verify the repository and print the orders in force and the permits valid."""
+    moment = _at(at)
+    verified = GovernanceView.load(
+        trusted_root=read_input(trusted_root, what="trusted root", max_bytes=_MAX_FILE),
+        repository=_read_repository(repo),
+        evidence=LogEvidence.from_bytes(
+            read_input(evidence_file, what="evidence", max_bytes=_MAX_FILE)
+        ),
+        at=moment,
+    )
+    orders = verified.orders_in_force(moment)
+    permits = verified.permits_valid(moment)
+    if as_json:
+        document = {
+            "at": format_utc(moment),
+            "orders_in_force": [
+                {
+                    "order": o.order_id,
+                    "threshold_flop": o.threshold_flop.to_json(),
+                    "sunset": format_utc(o.sunset),
+                }
+                for o in orders
+            ],
+            "permits_valid": [
+                {
+                    "permit": p.permit_id,
+                    "owner_group": p.owner_group,
+                    "under_order_quorum": p.under_order_quorum,
+                }
+                for p in permits
+            ],
+        }
+        console.print(json.dumps(document, indent=2), markup=False)
+        return
+    console.print(
+        f"verified at {format_utc(moment)}: {len(verified.used_files)} metadata files in the log"
+    )
+    for order in orders:
+        until = format_utc(order.sunset)
+        console.print(
+            f"  in force: order {order.order_id} above {order.threshold_flop} until {until}"
+        )
+    for permit in permits:
+        console.print(f"  valid: permit {permit.permit_id} for {permit.owner_group}")
+    if not orders:
+        console.print("  no order in force")
