@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,12 +27,13 @@ from brakepedal.cli.output import reports_errors
 from brakepedal.crypto.keys import public_key_from_json
 from brakepedal.errors import InputError
 from brakepedal.governance import documents as docs
-from brakepedal.governance.agreement import build_root, build_targets
+from brakepedal.governance.agreement import DELEGATED_ROLES, build_root, build_targets
 from brakepedal.governance.repository import (
     Proposal,
     proposal_status,
     propose_document,
     propose_metadata,
+    propose_role,
     publish,
     refresh_timestamp,
     sign_proposal,
@@ -90,8 +92,11 @@ def _read_repository(repo: Path) -> dict[str, bytes]:
 
 
 def _write_files(repo: Path, files: dict[str, bytes]) -> None:
+    base = repo.resolve()
     for name, data in sorted(files.items()):
         path = repo / name
+        if not path.resolve().is_relative_to(base):
+            raise InputError("cli.path_outside_repository", f"{name!r} is outside {repo}")
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(path.suffix + ".tmp")
         temporary.write_bytes(data)
@@ -123,7 +128,11 @@ def init(
     repo: RepoOption,
     agreement: Annotated[Path, typer.Option(help="The agreement file (TOML).")],
 ) -> None:
-    """Propose root v1 and targets v1 of a new agreement; the parties sign both."""
+    """Propose root v1, targets v1 and the empty roles of a new agreement.
+
+    Publish them in that order: root-1 and targets-1 (policy quorum), then policies-1 (policy
+    quorum), orders-1 (order quorum) and permits-1 (permit authority).
+    """
     loaded = load_agreement(agreement)
     if (repo / "metadata").exists():
         raise InputError("cli.repository_exists", f"{repo} already holds a repository")
@@ -135,6 +144,9 @@ def init(
         propose_metadata("targets-1", build_targets(loaded), description="delegations"),
         new=True,
     )
+    for role in DELEGATED_ROLES:
+        proposal = propose_role(f"{role}-1", role, expires=loaded.expires)
+        _save_proposal(repo, replace(proposal, description=f"the empty {role} role"), new=True)
 
 
 # ------------------------------------------------------------------------------ proposals
@@ -430,6 +442,17 @@ def evidence(
     console.print(f"wrote {out}: {len(proofs)} inclusion proofs at size {size}")
 
 
+def _read_client_state(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        record = json.loads(read_input(path, what="client state", max_bytes=_MAX_FILE))
+        versions = {str(k): int(v) for k, v in record["versions"].items()}
+        return {"timestamp": str(record["timestamp"]).encode(), "versions": versions}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError("cli.client_state_invalid", f"client state {path}: {e!r}") from e
+
+
 @app.command()
 @reports_errors
 def view(
@@ -438,9 +461,14 @@ def view(
     evidence_file: Annotated[Path, typer.Option("--evidence", help="Log evidence file.")],
     at: AtOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="This client's memory: refuses rollback below what it saw before."),
+    ] = None,
 ) -> None:
     """Verify the repository and print the orders in force and the permits valid."""
     moment = _at(at)
+    previous = _read_client_state(state)
     verified = GovernanceView.load(
         trusted_root=read_input(trusted_root, what="trusted root", max_bytes=_MAX_FILE),
         repository=_read_repository(repo),
@@ -448,7 +476,12 @@ def view(
             read_input(evidence_file, what="evidence", max_bytes=_MAX_FILE)
         ),
         at=moment,
+        previous_timestamp=previous.get("timestamp"),
+        previous_versions=previous.get("versions"),
     )
+    if state is not None:
+        record = {"timestamp": verified.timestamp.decode(), "versions": dict(verified.versions)}
+        _write_files(state.parent, {state.name: json.dumps(record, sort_keys=True).encode()})
     orders = verified.orders_in_force(moment)
     permits = verified.permits_valid(moment)
     if as_json:

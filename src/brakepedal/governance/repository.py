@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from securesystemslib.signer import Signer
+from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import (
     Metadata,
     MetaFile,
@@ -42,7 +43,12 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 
 from brakepedal.errors import InputError, TrustError
-from brakepedal.governance.agreement import Agreement, agreement_of, role_for_path
+from brakepedal.governance.agreement import (
+    DELEGATED_ROLES,
+    Agreement,
+    agreement_of,
+    role_for_path,
+)
 from brakepedal.model.types import SignatoryId, utc_datetime
 
 __all__ = [
@@ -50,10 +56,12 @@ __all__ = [
     "Proposal",
     "ProposalStatus",
     "Repository",
+    "check_target_path",
     "latest_version",
     "proposal_status",
     "propose_document",
     "propose_metadata",
+    "propose_role",
     "publish",
     "refresh_timestamp",
     "sign_proposal",
@@ -154,6 +162,15 @@ def propose_metadata(name: str, metadata: Metadata[Any], *, description: str = "
     if role not in ("root", "targets"):
         raise InputError("proposal.role_invalid", f"only root or targets, not {role}")
     return Proposal(name, role, metadata, {}, description)
+
+
+def propose_role(name: str, role: str, *, expires: datetime) -> Proposal:
+    """Version 1 of a delegated role, empty: published right after the top-level targets so
+    that every role is in the snapshot from the start. A view refuses a snapshot that lacks a
+    role, so the operator cannot hide a role's orders by leaving it out (ADR 0007)."""
+    if role not in DELEGATED_ROLES:
+        raise InputError("proposal.role_invalid", f"{role} is not a delegated role")
+    return Proposal(name, role, Metadata(Targets(version=1, expires=utc_datetime(expires))), {})
 
 
 def propose_document(
@@ -270,6 +287,7 @@ def _check_publishable(repository: Repository, proposal: Proposal) -> None:
             f"{proposal.name}: {len(status.signed)} of {status.threshold} signatures "
             f"({', '.join(status.signed) or 'none'}); missing {status.missing}",
         )
+    _check_documents(repository, proposal)
     expected = latest_version(repository, proposal.role) + 1
     if proposal.metadata.signed.version != expected:
         raise InputError(
@@ -277,6 +295,39 @@ def _check_publishable(repository: Repository, proposal: Proposal) -> None:
             f"{proposal.name}: {proposal.role} version {proposal.metadata.signed.version}, "
             f"but the next version is {expected}; propose again on top of the published one",
         )
+
+
+def check_target_path(path: str) -> None:
+    """Refuse target paths that could name a file outside ``targets/``."""
+    parts = path.split("/")
+    if path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+        raise InputError(
+            "proposal.path_invalid", f"target path {path!r} is not a plain relative path"
+        )
+
+
+def _check_documents(repository: Repository, proposal: Proposal) -> None:
+    """The documents a proposal carries are exactly the new targets its signatures cover."""
+    if proposal.role in ("root", "targets"):
+        if proposal.documents:
+            raise InputError("proposal.documents_unsigned", f"{proposal.role} carries no documents")
+        return
+    signed: Targets = proposal.metadata.signed
+    new = {p for p in signed.targets if f"targets/{p}" not in repository}
+    if set(proposal.documents) != new:
+        raise InputError(
+            "proposal.documents_unsigned",
+            f"{proposal.name}: documents {sorted(proposal.documents)} are not the new signed "
+            f"targets {sorted(new)}",
+        )
+    for path, data in proposal.documents.items():
+        check_target_path(path)
+        if role_for_path(path) != proposal.role:
+            raise InputError("proposal.role_invalid", f"{path} is not signed by {proposal.role}")
+        try:
+            signed.targets[path].verify_length_and_hashes(data)
+        except LengthOrHashMismatchError as e:
+            raise TrustError("governance.document_mismatch", f"{path}: {e}") from e
 
 
 def publish(

@@ -39,7 +39,13 @@ from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType
 
 from brakepedal.errors import BrakepedalError, InputError, TrustError
-from brakepedal.governance.agreement import DELEGATED_ROLES, Agreement, agreement_of, role_for_path
+from brakepedal.governance.agreement import (
+    DELEGATED_ROLES,
+    Agreement,
+    agreement_of,
+    build_targets,
+    role_for_path,
+)
 from brakepedal.governance.documents import (
     LiftOrder,
     PauseOrder,
@@ -162,11 +168,13 @@ class _Walk:
         )
         roles: dict[str, Targets] = {}
         for role in DELEGATED_ROLES:
-            if f"{role}.json" in meta:
-                name = f"metadata/{meta[f'{role}.json'].version}.{role}.json"
-                roles[role] = self.trusted.update_delegated_targets(
-                    self.read(name), role, "targets"
+            if f"{role}.json" not in meta:
+                # Only the operator signs the snapshot: a role left out would hide its orders.
+                raise TrustError(
+                    "governance.role_missing", f"the snapshot does not list {role}.json"
                 )
+            name = f"metadata/{meta[f'{role}.json'].version}.{role}.json"
+            roles[role] = self.trusted.update_delegated_targets(self.read(name), role, "targets")
         return roles
 
 
@@ -189,6 +197,43 @@ def _walk(
     except (tuf_errors.RepositoryError, ValueError, KeyError) as e:
         _tuf_error(e, step)
     return walk, roles
+
+
+def _check_versions(walk: _Walk, previous: Mapping[str, int]) -> dict[str, int]:
+    """No role's version may be below what this client verified before (rollback by a
+    snapshot only the operator signed)."""
+    versions = {"root": walk.trusted.root.version, "timestamp": walk.trusted.timestamp.version}
+    versions |= {n.removesuffix(".json"): m.version for n, m in walk.trusted.snapshot.meta.items()}
+    versions["snapshot"] = walk.trusted.snapshot.version
+    for role, seen in sorted(previous.items()):
+        if versions.get(role, 0) < seen:
+            raise TrustError(
+                "governance.rollback",
+                f"{role} is at version {versions.get(role, 0)}; this client saw version {seen}",
+            )
+    return versions
+
+
+def _check_delegations(agreement: Agreement, targets: Targets) -> None:
+    """Top-level targets must delegate exactly as the agreement (root) says."""
+    expected = build_targets(agreement).signed.delegations
+    actual = targets.delegations
+    if expected is None or actual is None or expected.roles is None or actual.roles is None:
+        raise TrustError("governance.delegations_mismatch", "targets delegates nothing")
+    if set(actual.roles) != set(expected.roles):
+        raise TrustError("governance.delegations_mismatch", "targets delegates other roles")
+    for name, role in expected.roles.items():
+        other = actual.roles[name]
+        if (set(other.keyids), other.threshold, other.terminating, other.paths) != (
+            set(role.keyids),
+            role.threshold,
+            role.terminating,
+            role.paths,
+        ):
+            raise TrustError(
+                "governance.delegations_mismatch",
+                f"targets delegates {name} otherwise than the agreement's root says",
+            )
 
 
 def _check_log(agreement: Agreement, evidence: LogEvidence, used: Mapping[str, bytes]) -> None:
@@ -284,6 +329,7 @@ class GovernanceView:
     documents: tuple[Document, ...]
     used_files: tuple[str, ...]
     timestamp: bytes
+    versions: Mapping[str, int]
     policy_files: Mapping[str, bytes] = field(default_factory=dict)
 
     @classmethod
@@ -295,10 +341,18 @@ class GovernanceView:
         evidence: LogEvidence,
         at: datetime,
         previous_timestamp: bytes | None = None,
+        previous_versions: Mapping[str, int] | None = None,
     ) -> GovernanceView:
-        """Verify ``repository`` from ``trusted_root`` at ``at`` (steps 1 to 3)."""
+        """Verify ``repository`` from ``trusted_root`` at ``at`` (steps 1 to 3).
+
+        ``previous_timestamp`` and ``previous_versions`` are what this client verified last
+        (:attr:`timestamp`, :attr:`versions`); keep them between refreshes, or a mirror can
+        replay an older state that has not expired yet.
+        """
         walk, roles = _walk(trusted_root, repository, at, previous_timestamp)
+        versions = _check_versions(walk, previous_versions or {})
         agreement = agreement_of(walk.trusted.root)
+        _check_delegations(agreement, walk.trusted.targets)
         _check_log(agreement, evidence, walk.used)
         documents = _documents(agreement, repository, roles)
         return cls(
@@ -306,6 +360,7 @@ class GovernanceView:
             root=walk.trusted.root,
             documents=tuple(documents),
             used_files=tuple(sorted(walk.used)),
+            versions=versions,
             timestamp=walk.used[f"metadata/{walk.trusted.timestamp.version}.timestamp.json"],
             policy_files={
                 p: repository[f"targets/{p}"]

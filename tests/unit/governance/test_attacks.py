@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from tuf.api.metadata import Metadata
@@ -57,7 +57,7 @@ def test_one_signature_short_of_quorum(world: World) -> None:
     assert refused(lambda: world.publish(proposal)).reason == "governance.quorum_not_met"
     # Written to the repository behind the publisher's back, the view refuses it too.
     forged = dict(world.files)
-    forged["metadata/1.orders.json"] = proposal.metadata.to_bytes()
+    forged["metadata/2.orders.json"] = proposal.metadata.to_bytes()
     forged["targets/orders/pause-1.json"] = order().to_bytes()
     world.files = forged
     world.record(world_snapshot(world))
@@ -146,7 +146,7 @@ def test_mix_and_match_of_versions(world: World) -> None:
     published(world, order("pause-2", start=5))
     world.heartbeat(T0 + DAY)
     mixed = dict(world.files)
-    mixed["metadata/2.orders.json"] = world.files["metadata/1.orders.json"]
+    mixed["metadata/3.orders.json"] = world.files["metadata/2.orders.json"]
     error = refused(lambda: world.view(T0 + DAY, heartbeat=False, repository=mixed))
     assert error.reason == "governance.mix_and_match"
 
@@ -154,10 +154,10 @@ def test_mix_and_match_of_versions(world: World) -> None:
 def test_order_with_quorum_not_in_the_log(world: World) -> None:
     published(world)
     world.heartbeat(T0 + DAY)
-    evidence = world.evidence(skip=("metadata/1.orders.json",))
+    evidence = world.evidence(skip=("metadata/2.orders.json",))
     error = refused(lambda: world.view(T0 + DAY, heartbeat=False, evidence=evidence))
     assert error.reason == "governance.not_in_log"
-    assert "1.orders.json" in error.message
+    assert "2.orders.json" in error.message
 
 
 def test_order_under_a_checkpoint_with_too_few_cosignatures(world: World) -> None:
@@ -190,3 +190,79 @@ def test_unsigned_metadata_bytes_do_not_parse_as_signed() -> None:
     root = build_root(world.agreement)
     assert isinstance(Metadata.from_bytes(root.to_bytes()), Metadata)
     assert isinstance(refused(lambda: world.publish(propose_metadata("r", root))), TrustError)
+
+
+def _operator_snapshot(world: World, meta_changes: dict[str, int | None], at: datetime) -> None:
+    """The operator alone signs a snapshot listing other role versions (or leaving one out)."""
+    from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp  # noqa: PLC0415
+
+    from brakepedal.governance.repository import latest_version  # noqa: PLC0415
+
+    current = (
+        Metadata[Snapshot]
+        .from_bytes(
+            world.files[f"metadata/{latest_version(world.files, 'snapshot')}.snapshot.json"]
+        )
+        .signed
+    )
+    meta = dict(current.meta)
+    for name, version in meta_changes.items():
+        if version is None:
+            meta.pop(name)
+        else:
+            meta[name] = MetaFile(version)
+    version = current.version + 1
+    snapshot = Metadata(Snapshot(version=version, expires=at + 30 * DAY, meta=meta))
+    snapshot.sign(world.operator)
+    stamp_version = latest_version(world.files, "timestamp") + 1
+    stamp = Metadata(
+        Timestamp(version=stamp_version, expires=at + DAY, snapshot_meta=MetaFile(version))
+    )
+    stamp.sign(world.operator)
+    world.record(
+        {
+            f"metadata/{version}.snapshot.json": snapshot.to_bytes(),
+            f"metadata/{stamp_version}.timestamp.json": stamp.to_bytes(),
+            "metadata/timestamp.json": stamp.to_bytes(),
+        }
+    )
+
+
+def test_operator_cannot_hide_a_role_by_leaving_it_out_of_the_snapshot(world: World) -> None:
+    published(world)
+    _operator_snapshot(world, {"orders.json": None}, T0 + DAY)
+    error = refused(lambda: world.view(T0 + DAY, heartbeat=False))
+    assert error.reason == "governance.role_missing"
+
+
+def test_operator_cannot_roll_a_role_back_for_a_client_that_saw_more(world: World) -> None:
+    published(world, order("pause-1"))
+    published(world, order("pause-2", start=5))
+    seen = world.view(T0 + DAY)
+    assert len(seen.orders()) == 2
+    _operator_snapshot(world, {"orders.json": 2}, T0 + DAY)
+    error = refused(lambda: world.view(T0 + DAY, heartbeat=False, previous_versions=seen.versions))
+    assert error.reason == "governance.rollback"
+    assert "orders" in error.message
+
+
+def test_unsigned_documents_in_a_proposal_are_refused(world: World) -> None:
+    proposal = world.sign(world.propose("p", order()), *QUORUM)
+    for extra in ("../../escaped.txt", "../metadata/1.root.json", "orders/other.json"):
+        tampered = replace(proposal, documents={**proposal.documents, extra: b"attacker"})
+        assert refused(lambda t=tampered: world.publish(t)).reason == "proposal.documents_unsigned"
+    swapped = replace(proposal, documents={"orders/pause-1.json": order(days=100).to_bytes()})
+    assert refused(lambda: world.publish(swapped)).reason == "governance.document_mismatch"
+
+
+def test_targets_must_delegate_as_the_root_says(world: World) -> None:
+    from brakepedal.governance.agreement import ROLE_ORDERS  # noqa: PLC0415
+
+    targets = build_targets(world.agreement, version=2)
+    assert targets.signed.delegations is not None
+    assert targets.signed.delegations.roles is not None
+    targets.signed.delegations.roles[ROLE_ORDERS].threshold = 1
+    quorum = ("party-1", "party-2", "party-3", "party-4", "party-5", "party-6")
+    world.publish(world.sign(propose_metadata("targets-2", targets), *quorum))
+    error = refused(lambda: world.view(T0 + DAY))
+    assert error.reason == "governance.delegations_mismatch"

@@ -16,6 +16,7 @@ from brakepedal.governance.repository import (
     Proposal,
     propose_document,
     propose_metadata,
+    propose_role,
     publish,
     refresh_timestamp,
     sign_proposal,
@@ -96,12 +97,18 @@ class World:
             self.entries[name] = index
 
     def bootstrap(self) -> None:
-        """Root v1 and targets v1, signed by the policy quorum, published."""
+        """Root v1, targets v1 and the empty delegated roles, each signed by its quorum."""
         quorum = [f"party-{i}" for i in range(1, self.policy_threshold + 1)]
         self.publish(self.sign(propose_metadata("root-1", build_root(self.agreement)), *quorum))
         self.publish(
             self.sign(propose_metadata("targets-1", build_targets(self.agreement)), *quorum)
         )
+        expires = T0 + timedelta(days=365)
+        self.publish(self.sign(propose_role("policies-1", "policies", expires=expires), *quorum))
+        orders = quorum[: self.order_threshold]
+        self.publish(self.sign(propose_role("orders-1", "orders", expires=expires), *orders))
+        authority = ["authority-1", "authority-2"]
+        self.publish(self.sign(propose_role("permits-1", "permits", expires=expires), *authority))
 
     def propose(self, name: str, document: Any, at: datetime = T0) -> Proposal:
         return propose_document(
