@@ -14,12 +14,9 @@ from brakepedal.governance.documents import (
     LiftOrder,
     PauseOrder,
     TrainingPermit,
-    check_sunset,
-    needs_order_quorum,
-    order_terms,
     parse_document,
-    permit_terms,
 )
+from brakepedal.governance.rules import check_sunset, needs_order_quorum, order_terms, permit_terms
 from brakepedal.model.limits import Limits
 from brakepedal.model.types import Flop
 

@@ -1,21 +1,31 @@
 """bench/epoch_validation.py: its note parsers on real Epoch AI snippets, and one full run.
 
 The snippets are quoted from Epoch AI's notable-models export (CC BY 4.0). The full run needs
-the export under ``../shared/data/epoch_ai_models`` and is skipped without it.
+the export under ``../shared/data/epoch_ai_models`` and is skipped without it. bench/ is not a
+package: ``conftest.py`` puts it on ``sys.path`` so that its modules import by their bare names.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from epoch_estimates import Estimate, estimate_6nd, estimate_hardware
+from epoch_parsing import (
+    active_parameters,
+    chip_hours,
+    mentions_sparsity,
+    method_group,
+    precision_for,
+    row_from_record,
+    tokens_seen,
+)
+from epoch_validation import DEFAULT_DATA, METHODS, NOTABLE
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,22 +33,8 @@ from brakepedal.accounting.catalogue import Precision, default_catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "epoch_validation.py"
-
-
-def _load_bench() -> ModuleType:
-    """bench/ is not a package: load the script as a module by its path."""
-    spec = importlib.util.spec_from_file_location("epoch_validation", BENCH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-ev = _load_bench()
-DATA = ev.DEFAULT_DATA
-HAS_DATA = all((DATA / name).is_file() for name in (ev.NOTABLE, ev.METHODS))
+DATA = DEFAULT_DATA
+HAS_DATA = all((DATA / name).is_file() for name in (NOTABLE, METHODS))
 WITHIN_2X = math.log10(2)
 B = 10**9
 
@@ -125,7 +121,7 @@ ACTIVE_PARAMETERS = [
 
 @pytest.mark.parametrize(("texts", "expected"), ACTIVE_PARAMETERS)
 def test_active_parameters(texts: list[str], expected: int | None) -> None:
-    assert ev.active_parameters(texts) == expected
+    assert active_parameters(texts) == expected
 
 
 @pytest.mark.parametrize(
@@ -139,7 +135,7 @@ def test_active_parameters(texts: list[str], expected: int | None) -> None:
     ],
 )
 def test_mentions_sparsity(text: str, sparse: bool) -> None:
-    assert ev.mentions_sparsity([text]) is sparse
+    assert mentions_sparsity([text]) is sparse
 
 
 CHIP_HOURS = [
@@ -182,13 +178,13 @@ CHIP_HOURS = [
 
 @pytest.mark.parametrize(("text", "expected"), CHIP_HOURS)
 def test_chip_hours(text: str, expected: Fraction | None) -> None:
-    assert ev.chip_hours(text) == expected
+    assert chip_hours(text) == expected
 
 
 @given(st.text(alphabet=st.sampled_from("0123456789.,%*kKMBT -active paramsGPUhours\n")))
 def test_note_parsers_never_raise(text: str) -> None:
-    active = ev.active_parameters([text])
-    hours = ev.chip_hours(text)
+    active = active_parameters([text])
+    hours = chip_hours(text)
     assert active is None or active >= 0
     assert hours is None or hours >= 0
 
@@ -207,7 +203,7 @@ def test_note_parsers_never_raise(text: str) -> None:
     ],
 )
 def test_method_group(methods: str | None, group: str) -> None:
-    assert ev.method_group(methods) == group
+    assert method_group(methods) == group
 
 
 @pytest.mark.parametrize(
@@ -226,7 +222,7 @@ def test_method_group(methods: str | None, group: str) -> None:
 )
 def test_precision_for(chip: str, numerical_format: str, precision: Precision) -> None:
     accelerator = default_catalogue().get(chip)
-    assert ev.precision_for(numerical_format, accelerator) == precision
+    assert precision_for(numerical_format, accelerator) == precision
 
 
 LLAMA_31_405B = {
@@ -250,11 +246,13 @@ LLAMA_31_405B = {
 
 def test_both_routes_on_one_record() -> None:
     methods = {"Llama 3.1-405B": "Reported,Operation counting"}
-    row = ev.row_from_record(LLAMA_31_405B, methods)
+    row = row_from_record(LLAMA_31_405B, methods)
     assert row.method == "other"
-    six_nd = ev.estimate_6nd(row)
+    six_nd = estimate_6nd(row)
+    assert isinstance(six_nd, Estimate)
     assert six_nd.our_flop == float(6 * 405 * B * 15_600 * B)
-    hardware = ev.estimate_hardware(row, default_catalogue(), Fraction(3, 10))
+    hardware = estimate_hardware(row, default_catalogue(), Fraction(3, 10))
+    assert isinstance(hardware, Estimate)
     peak = default_catalogue().get("NVIDIA H100 SXM5 80GB").peak_at(Precision.BF16)
     expected = math.ceil(16384 * Fraction(2142) * 3600 * peak * Fraction("0.4042"))
     assert hardware.our_flop == float(expected)
@@ -263,8 +261,8 @@ def test_both_routes_on_one_record() -> None:
 
 def test_tokens_seen_multiplies_epochs() -> None:
     record = {**LLAMA_31_405B, "Training dataset size (total)": "103000000", "Epochs": "250"}
-    row = ev.row_from_record(record, {})
-    assert ev.tokens_seen(row) == 103_000_000 * 250
+    row = row_from_record(record, {})
+    assert tokens_seen(row) == 103_000_000 * 250
 
 
 def test_no_data_is_a_skip_not_a_failure(tmp_path: Path) -> None:

@@ -8,13 +8,10 @@ A governance repository is a directory: ``metadata/`` (TUF metadata, every versi
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,37 +19,33 @@ from securesystemslib.signer import Signer
 
 from brakepedal.cli.agreement_file import load_agreement
 from brakepedal.cli.files import read_input, write_new_file
+from brakepedal.cli.gov_files import (
+    load_proposal,
+    moment_of,
+    proposal_path,
+    read_repository,
+    save_proposal,
+    write_files,
+)
+from brakepedal.cli.gov_propose import propose_app
 from brakepedal.cli.keys import load_signer
 from brakepedal.cli.output import reports_errors
 from brakepedal.crypto.keys import public_key_from_json
 from brakepedal.errors import InputError
-from brakepedal.governance import documents as docs
 from brakepedal.governance.agreement import DELEGATED_ROLES, build_root, build_targets
 from brakepedal.governance.repository import (
     Proposal,
     proposal_status,
-    propose_document,
     propose_metadata,
     propose_role,
     publish,
     refresh_timestamp,
     sign_proposal,
-    trusted_agreement,
 )
-from brakepedal.governance.view import GovernanceView, LogEvidence, policy_file_path
+from brakepedal.governance.view import GovernanceView, LogEvidence
 from brakepedal.model.types import (
-    DeviceId,
-    EntityId,
-    Flop,
-    LineageId,
-    OrderId,
-    PermitId,
-    PolicyId,
-    RunId,
     format_utc,
-    parse_utc_timestamp,
 )
-from brakepedal.policy.load import parse_policy
 from brakepedal.tlog import merkle
 from brakepedal.tlog.log import TransparencyLog
 from brakepedal.tlog.proof import InclusionProof
@@ -61,7 +54,6 @@ from brakepedal.tlog.sqlstore import SqlLogStore, database_url
 __all__ = ["app"]
 
 app = typer.Typer(help="Quorum-signed governance documents on TUF.", no_args_is_help=True)
-propose_app = typer.Typer(help="Propose a document (unsigned).", no_args_is_help=True)
 app.add_typer(propose_app, name="propose")
 console = Console(highlight=False, soft_wrap=True)
 
@@ -74,52 +66,6 @@ AtOption = Annotated[str | None, typer.Option("--at", help="UTC time (default no
 
 _MAX_FILE = 8_000_000
 _LOG_ENTRIES = "log-entries.json"
-
-
-def _at(text: str | None) -> datetime:
-    return datetime.now(UTC) if text is None else parse_utc_timestamp(text)
-
-
-def _read_repository(repo: Path) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    for folder in ("metadata", "targets"):
-        base = repo / folder
-        if base.is_dir():
-            for path in sorted(base.rglob("*")):
-                if path.is_file():
-                    files[path.relative_to(repo).as_posix()] = path.read_bytes()
-    return files
-
-
-def _write_files(repo: Path, files: dict[str, bytes]) -> None:
-    base = repo.resolve()
-    for name, data in sorted(files.items()):
-        path = repo / name
-        if not path.resolve().is_relative_to(base):
-            raise InputError("cli.path_outside_repository", f"{name!r} is outside {repo}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-
-
-def _proposal_path(repo: Path, name: str) -> Path:
-    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
-        raise InputError("cli.proposal_name_invalid", f"proposal name {name!r}: use a-z 0-9 - _ .")
-    return repo / "proposals" / f"{name}.json"
-
-
-def _load_proposal(repo: Path, name: str) -> Proposal:
-    return Proposal.from_bytes(
-        read_input(_proposal_path(repo, name), what="proposal", max_bytes=_MAX_FILE)
-    )
-
-
-def _save_proposal(repo: Path, proposal: Proposal, *, new: bool) -> None:
-    path = _proposal_path(repo, proposal.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_new_file(path, proposal.to_bytes(), force=not new)
-    console.print(f"proposal {proposal.name}: {proposal.role} v{proposal.metadata.signed.version}")
 
 
 @app.command()
@@ -136,124 +82,17 @@ def init(
     loaded = load_agreement(agreement)
     if (repo / "metadata").exists():
         raise InputError("cli.repository_exists", f"{repo} already holds a repository")
-    _save_proposal(
+    save_proposal(
         repo, propose_metadata("root-1", build_root(loaded), description="agreement root"), new=True
     )
-    _save_proposal(
+    save_proposal(
         repo,
         propose_metadata("targets-1", build_targets(loaded), description="delegations"),
         new=True,
     )
     for role in DELEGATED_ROLES:
         proposal = propose_role(f"{role}-1", role, expires=loaded.expires)
-        _save_proposal(repo, replace(proposal, description=f"the empty {role} role"), new=True)
-
-
-# ------------------------------------------------------------------------------ proposals
-
-
-def _propose(repo: Path, name: str, document: Any, expires: str | None, description: str) -> None:
-    files = _read_repository(repo)
-    until = parse_utc_timestamp(expires) if expires else trusted_agreement(files).expires
-    proposal = propose_document(
-        files,
-        name,
-        document.target_path,
-        document.to_bytes(),
-        expires=until,
-        description=description,
-    )
-    _save_proposal(repo, proposal, new=True)
-
-
-@propose_app.command("order")
-@reports_errors
-def propose_order(
-    repo: RepoOption,
-    name: NameOption,
-    order_id: Annotated[str, typer.Option("--id", help="Order id.")],
-    threshold: Annotated[str, typer.Option(help="Scope: lineages above this many FLOP.")],
-    jurisdiction: Annotated[list[str], typer.Option(help="Jurisdictions (repeatable).")],
-    effective_from: Annotated[str, typer.Option("--from", help="In force from (UTC).")],
-    sunset: Annotated[str, typer.Option(help="Mandatory sunset (UTC).")],
-    reason: Annotated[str, typer.Option(help="Why.")],
-    grace_seconds: Annotated[int, typer.Option(help="Grace for running jobs.")] = 0,
-    renews: Annotated[str | None, typer.Option(help="The order this renews.")] = None,
-    expires: Annotated[str | None, typer.Option(help="Metadata expiry.")] = None,
-) -> None:
-    """Propose a pause order (needs the order quorum)."""
-    order = docs.PauseOrder(
-        order_id=OrderId(order_id),
-        threshold_flop=Flop.parse_human(threshold),
-        jurisdictions=frozenset(jurisdiction),
-        effective_from=parse_utc_timestamp(effective_from),
-        sunset=parse_utc_timestamp(sunset),
-        grace_seconds=grace_seconds,
-        reason=reason,
-        renews=None if renews is None else OrderId(renews),
-    )
-    docs.check_sunset(order, max_sunset=trusted_agreement(_read_repository(repo)).max_sunset)
-    _propose(repo, name, order, expires, f"pause order {order_id}")
-
-
-@propose_app.command("lift")
-@reports_errors
-def propose_lift(
-    repo: RepoOption,
-    name: NameOption,
-    lift_id: Annotated[str, typer.Option("--id", help="Lift order id.")],
-    lifts: Annotated[str, typer.Option(help="The pause order it lifts.")],
-    effective_from: Annotated[str, typer.Option("--from", help="Effective from (UTC).")],
-    reason: Annotated[str, typer.Option(help="Why.")],
-    expires: Annotated[str | None, typer.Option(help="Metadata expiry.")] = None,
-) -> None:
-    """Propose lifting a pause order (needs the order quorum)."""
-    lift = docs.LiftOrder(
-        lift_id=OrderId(lift_id),
-        lifts=OrderId(lifts),
-        effective_from=parse_utc_timestamp(effective_from),
-        reason=reason,
-    )
-    _propose(repo, name, lift, expires, f"lift of {lifts}")
-
-
-@propose_app.command("permit")
-@reports_errors
-def propose_permit(
-    repo: RepoOption,
-    name: NameOption,
-    permit_id: Annotated[str, typer.Option("--id", help="Permit id.")],
-    serial: Annotated[int, typer.Option(help="Monotonic permit serial.")],
-    owner_group: Annotated[str, typer.Option(help="The ownership group permitted.")],
-    budget: Annotated[str, typer.Option(help="FLOP budget.")],
-    valid_from: Annotated[str, typer.Option("--from", help="Valid from (UTC).")],
-    valid_until: Annotated[str, typer.Option("--until", help="Valid until (UTC).")],
-    lineage: Annotated[str | None, typer.Option(help="Lineage permitted.")] = None,
-    run: Annotated[str | None, typer.Option(help="Run permitted.")] = None,
-    device_count: Annotated[int | None, typer.Option(help="Most devices.")] = None,
-    device: Annotated[list[str] | None, typer.Option(help="Permitted device (repeatable).")] = None,
-    condition: Annotated[list[str] | None, typer.Option(help="A condition (repeatable).")] = None,
-    under_order: Annotated[
-        str | None, typer.Option(help="Pause order whose quorum it needs.")
-    ] = None,
-    expires: Annotated[str | None, typer.Option(help="Metadata expiry.")] = None,
-) -> None:
-    """Propose a training permit (the permit authority, or the order quorum under a pause)."""
-    permit = docs.TrainingPermit(
-        permit_id=PermitId(permit_id),
-        serial=serial,
-        owner_group=EntityId(owner_group),
-        flop_budget=Flop.parse_human(budget),
-        valid_from=parse_utc_timestamp(valid_from),
-        valid_until=parse_utc_timestamp(valid_until),
-        lineage=None if lineage is None else LineageId(lineage),
-        run=None if run is None else RunId(run),
-        device_count=device_count,
-        devices=None if not device else frozenset(DeviceId(d) for d in device),
-        conditions=tuple(condition or ()),
-        under_order=None if under_order is None else OrderId(under_order),
-    )
-    _propose(repo, name, permit, expires, f"permit {permit_id}")
+        save_proposal(repo, replace(proposal, description=f"the empty {role} role"), new=True)
 
 
 def _signer(
@@ -270,41 +109,6 @@ def _signer(
         return Signer.from_priv_key_uri(str(signer_uri), public)
     except (ValueError, OSError) as e:
         raise InputError("cli.signer_unavailable", f"--signer-uri {signer_uri}: {e}") from e
-
-
-@propose_app.command("policy")
-@reports_errors
-def propose_policy(
-    repo: RepoOption,
-    name: NameOption,
-    policy_file: Annotated[Path, typer.Option("--file", help="The policy file (.toml or .yaml).")],
-    expires: Annotated[str | None, typer.Option(help="Metadata expiry.")] = None,
-) -> None:
-    """Propose a policy version (needs the policy quorum): the file and a record naming it."""
-    data = read_input(policy_file, what="policy", max_bytes=_MAX_FILE)
-    policy = parse_policy(data, name=policy_file.name)
-    media: Literal["application/toml", "application/yaml"] = (
-        "application/toml" if policy_file.suffix == ".toml" else "application/yaml"
-    )
-    record = docs.PolicyVersion(
-        policy_id=PolicyId(policy.id),
-        version=policy.version,
-        media_type=media,
-        content_sha256=hashlib.sha256(data).hexdigest(),
-        title=policy.title,
-    )
-    files = _read_repository(repo)
-    until = parse_utc_timestamp(expires) if expires else trusted_agreement(files).expires
-    proposal = propose_document(
-        files,
-        name,
-        record.target_path,
-        record.to_bytes(),
-        expires=until,
-        description=f"policy {policy.id} version {policy.version}",
-        attachments={policy_file_path(record): data},
-    )
-    _save_proposal(repo, proposal, new=True)
 
 
 @app.command()
@@ -324,10 +128,10 @@ def sign(
 ) -> None:
     """Add a party's signature to a proposal (a key file, or any HSM/KMS signer by URI)."""
     proposal = sign_proposal(
-        _load_proposal(repo, name), _signer(key, signer_uri, public_key, password_env)
+        load_proposal(repo, name), _signer(key, signer_uri, public_key, password_env)
     )
-    _save_proposal(repo, proposal, new=False)
-    _print_status(_read_repository(repo), proposal)
+    save_proposal(repo, proposal, new=False)
+    _print_status(read_repository(repo), proposal)
 
 
 def _print_status(files: dict[str, bytes], proposal: Proposal) -> dict[str, Any]:
@@ -359,7 +163,7 @@ def status(
     name: Annotated[str, typer.Option("--proposal", help="The proposal.")],
 ) -> None:
     """Who signed a proposal, how many are missing, and what it would do."""
-    _print_status(_read_repository(repo), _load_proposal(repo, name))
+    _print_status(read_repository(repo), load_proposal(repo, name))
 
 
 def _append_to_log(repo: Path, db: str, files: dict[str, bytes]) -> None:
@@ -372,7 +176,7 @@ def _append_to_log(repo: Path, db: str, files: dict[str, bytes]) -> None:
     finally:
         store.close()
     entries |= dict(zip(names, indexes, strict=True))
-    _write_files(
+    write_files(
         repo, {_LOG_ENTRIES: json.dumps(entries, indent=1, sort_keys=True).encode() + b"\n"}
     )
     console.print(f"appended {len(names)} files to the log (indexes {indexes[0]}..{indexes[-1]})")
@@ -388,12 +192,12 @@ def publish_command(
     at: AtOption = None,
 ) -> None:
     """Publish a proposal that meets its quorum, and append every new file to the log."""
-    files = _read_repository(repo)
-    proposal = _load_proposal(repo, name)
-    new = publish(files, proposal, operator=load_signer(operator_key), at=_at(at))
-    _write_files(repo, new)
+    files = read_repository(repo)
+    proposal = load_proposal(repo, name)
+    new = publish(files, proposal, operator=load_signer(operator_key), at=moment_of(at))
+    write_files(repo, new)
     _append_to_log(repo, db, new)
-    _proposal_path(repo, name).unlink()
+    proposal_path(repo, name).unlink()
     console.print(f"published {proposal.name}: {', '.join(sorted(new))}")
 
 
@@ -406,8 +210,10 @@ def timestamp(
     at: AtOption = None,
 ) -> None:
     """Sign a fresh timestamp (the operator's heartbeat against freeze)."""
-    new = refresh_timestamp(_read_repository(repo), operator=load_signer(operator_key), at=_at(at))
-    _write_files(repo, new)
+    new = refresh_timestamp(
+        read_repository(repo), operator=load_signer(operator_key), at=moment_of(at)
+    )
+    write_files(repo, new)
     _append_to_log(repo, db, new)
 
 
@@ -467,11 +273,11 @@ def view(
     ] = None,
 ) -> None:
     """Verify the repository and print the orders in force and the permits valid."""
-    moment = _at(at)
+    moment = moment_of(at)
     previous = _read_client_state(state)
     verified = GovernanceView.load(
         trusted_root=read_input(trusted_root, what="trusted root", max_bytes=_MAX_FILE),
-        repository=_read_repository(repo),
+        repository=read_repository(repo),
         evidence=LogEvidence.from_bytes(
             read_input(evidence_file, what="evidence", max_bytes=_MAX_FILE)
         ),
@@ -481,7 +287,7 @@ def view(
     )
     if state is not None:
         record = {"timestamp": verified.timestamp.decode(), "versions": dict(verified.versions)}
-        _write_files(state.parent, {state.name: json.dumps(record, sort_keys=True).encode()})
+        write_files(state.parent, {state.name: json.dumps(record, sort_keys=True).encode()})
     orders = verified.orders_in_force(moment)
     permits = verified.permits_valid(moment)
     if as_json:

@@ -11,30 +11,22 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from brakepedal.accounting.catalogue import default_catalogue
-from brakepedal.accounting.document import build_ledger, parse_usage_document
 from brakepedal.cli.files import read_input
 from brakepedal.cli.output import EXIT_VIOLATION, reports_errors
 from brakepedal.errors import InputError
 from brakepedal.model.limits import Limits
 from brakepedal.model.types import SiteId, format_utc, parse_utc_timestamp
-from brakepedal.policy import (
-    Evaluation,
-    Obligation,
-    Policy,
-    Violation,
-    evaluate,
-    explain,
-    load_preset,
-    parse_policy,
-    preset_names,
-)
+
+if TYPE_CHECKING:
+    from brakepedal.accounting.ledger import Ledger
+    from brakepedal.policy.findings import Evaluation, Obligation, Violation
+    from brakepedal.policy.model import Policy
 
 __all__ = ["app", "load_policy"]
 
@@ -52,6 +44,8 @@ PolicyArgument = Annotated[
 
 def load_policy(source: str) -> Policy:
     """The policy named by ``source``: a file if it ends in .toml/.yaml/.yml, else a preset."""
+    from brakepedal.policy.load import load_preset, parse_policy  # noqa: PLC0415 (start-up time)
+
     if source.endswith(_FILE_SUFFIXES) or source == "-":
         path = Path(source)
         data = read_input(path, what="policy", max_bytes=_MAX_POLICY_BYTES)
@@ -63,6 +57,8 @@ def load_policy(source: str) -> Policy:
 @reports_errors
 def presets() -> None:
     """List the shipped presets."""
+    from brakepedal.policy.load import load_preset, preset_names  # noqa: PLC0415
+
     table = Table(title="Policy presets")
     for column in ("name", "title", "status", "jurisdiction", "rules"):
         table.add_column(column)
@@ -78,10 +74,15 @@ def presets() -> None:
 @reports_errors
 def explain_command(policy: PolicyArgument) -> None:
     """Explain a policy in plain language, rule by rule, with citations."""
+    from brakepedal.policy.explain import explain  # noqa: PLC0415 (keeps the CLI quick to start)
+
     console.print(explain(load_policy(policy)), markup=False)
 
 
-def _usage_ledger(policy: Policy, usage: Path) -> Any:
+def _usage_ledger(policy: Policy, usage: Path) -> Ledger:
+    from brakepedal.accounting.catalogue import default_catalogue  # noqa: PLC0415
+    from brakepedal.accounting.document import build_ledger, parse_usage_document  # noqa: PLC0415
+
     data = read_input(usage, what="usage document", max_bytes=_MAX_USAGE_BYTES)
     document = parse_usage_document(data, limits=Limits(max_json_bytes=_MAX_USAGE_BYTES))
     rules = policy.accounting
@@ -105,6 +106,8 @@ def _notified(pairs: list[str]) -> set[tuple[str, str]]:
 
 
 def _print_finding(finding: Obligation | Violation) -> None:
+    from brakepedal.policy.findings import Obligation, Violation  # noqa: PLC0415
+
     if isinstance(finding, Violation):
         mark, what = "[bold red]✗[/]", str(finding.reason)
     else:
@@ -136,6 +139,8 @@ def _print_evaluation(evaluation: Evaluation) -> None:
 
 
 def _finding_json(finding: Obligation | Violation) -> dict[str, Any]:
+    from brakepedal.policy.findings import Violation  # noqa: PLC0415
+
     record: dict[str, Any] = {
         "rule": finding.rule_id,
         "kind": finding.rule_kind,
@@ -183,6 +188,8 @@ def check(
         )
         return
     moment = datetime.now(UTC) if at is None else parse_utc_timestamp(at)
+    from brakepedal.policy.evaluate import evaluate  # noqa: PLC0415
+
     evaluation = evaluate(
         loaded,
         _usage_ledger(loaded, usage),

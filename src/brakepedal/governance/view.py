@@ -51,12 +51,10 @@ from brakepedal.governance.documents import (
     PauseOrder,
     PolicyVersion,
     TrainingPermit,
-    check_sunset,
-    order_terms,
     parse_document,
-    permit_terms,
 )
 from brakepedal.governance.repository import Repository
+from brakepedal.governance.rules import check_sunset, order_terms, permit_terms
 from brakepedal.model.types import utc_datetime
 from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
 from brakepedal.tlog import merkle

@@ -21,11 +21,13 @@ from brakepedal.governance.documents import (
     PauseOrder,
     PolicyVersion,
     TrainingPermit,
+    parse_document,
+)
+from brakepedal.governance.rules import (
     check_permit_serial,
     check_sunset,
     needs_order_quorum,
     order_terms,
-    parse_document,
     permit_terms,
 )
 from brakepedal.model.types import (
