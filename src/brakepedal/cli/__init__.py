@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from brakepedal.cli import estimate, gov, keys, log, policy, witness
+from brakepedal.cli import estimate, gate, gov, keys, log, policy, witness
 
 __all__ = ["app", "main"]
 
@@ -26,6 +26,7 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(gov.app, name="gov")
 app.add_typer(witness.app, name="witness")
 app.command(name="estimate")(estimate.estimate)
+app.command(name="gate")(gate.gate)
 
 
 def main() -> None:

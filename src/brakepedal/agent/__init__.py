@@ -1,0 +1,1 @@
+"""The node agent: telemetry, minute records, signed hash-chained reports, the spool, the gate."""

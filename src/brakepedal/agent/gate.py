@@ -1,0 +1,193 @@
+"""The gate's decision: may this job train now, under the verified governance state?
+
+Pure: the job's declaration, the orders in force and the permits valid at ``at`` in; a
+:class:`GateDecision` out. ``brakepedal gate`` (cli/gate.py) builds the inputs from a
+:class:`~brakepedal.governance.view.GovernanceView`, starts or refuses the job, and stops it
+when an order comes into force while it runs.
+
+The rules, in order:
+
+1. Declared inference is never in a pause's scope: serving deployed models continues.
+2. Without a verified governance state, training fails closed (``gate.governance_unavailable``):
+   a gate that cannot prove no pause is in force treats one as in force.
+3. An order in force whose jurisdictions meet the job's is in scope when the job's lineage,
+   counting what it already used and what this job expects to use, would exceed the order's
+   threshold. A job that declares no expected compute is in scope (it could be anything).
+4. A job in scope runs only under a permit valid now, issued under the order quorum, for its
+   owner group and its lineage (or run), whose budget covers the expected compute.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from brakepedal.accounting.usage import Workload
+from brakepedal.errors import InputError
+from brakepedal.model.types import (
+    EntityId,
+    Flop,
+    JobId,
+    LineageId,
+    OrderId,
+    PermitId,
+    RunId,
+    utc_datetime,
+)
+from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
+
+__all__ = ["DECLARATION_FORMAT", "GateDecision", "JobDeclaration", "decide", "parse_declaration"]
+
+DECLARATION_FORMAT = "brakepedal.job-declaration"
+_FIELDS = frozenset(
+    {
+        "format",
+        "version",
+        "job",
+        "run",
+        "lineage",
+        "owner_group",
+        "workload",
+        "expected_flop",
+        "lineage_flop",
+        "jurisdictions",
+    }
+)
+_MAX_BYTES = 65_536
+_ZERO = Flop(0)
+
+
+@dataclass(frozen=True, slots=True)
+class JobDeclaration:
+    """What a job says about itself before it starts."""
+
+    job: JobId
+    owner_group: EntityId
+    workload: Workload
+    jurisdictions: frozenset[str]
+    lineage: LineageId | None = None
+    run: RunId | None = None
+    expected_flop: Flop | None = None
+    lineage_flop: Flop = _ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    """Allowed or not, why, and the order and permit involved."""
+
+    allowed: bool
+    reason: str
+    message: str
+    order: OrderId | None = None
+    permit: PermitId | None = None
+    #: When a running job must have stopped: the order's start plus its grace period.
+    enforced_from: datetime | None = None
+
+
+def parse_declaration(data: bytes) -> JobDeclaration:
+    """A job declaration from its JSON file; unknown fields refused by name."""
+    if len(data) > _MAX_BYTES:
+        raise InputError("declaration.too_large", f"declaration of {len(data)} bytes")
+    try:
+        document = json.loads(data)
+    except ValueError as e:
+        raise InputError("declaration.invalid", f"declaration is not JSON: {e}") from e
+    if not isinstance(document, dict) or document.get("format") != DECLARATION_FORMAT:
+        raise InputError("declaration.format_invalid", f"not a {DECLARATION_FORMAT}")
+    unknown = sorted(set(document) - _FIELDS)
+    if unknown:
+        raise InputError("declaration.unknown_field", f"declaration.{unknown[0]}: unknown field")
+    if document.get("version") != 1:
+        raise InputError("declaration.version_unsupported", "declaration.version: must be 1")
+    try:
+        return _declaration(document)
+    except InputError as e:
+        raise InputError(e.reason, f"declaration: {e.message}") from e
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError("declaration.field_invalid", f"declaration: {e!r}") from e
+
+
+def _declaration(document: dict[str, object]) -> JobDeclaration:
+    jurisdictions = document.get("jurisdictions")
+    if not isinstance(jurisdictions, list) or not all(isinstance(j, str) for j in jurisdictions):
+        raise InputError("declaration.field_invalid", "jurisdictions: expected strings")
+    expected = document.get("expected_flop")
+    lineage, run = document.get("lineage"), document.get("run")
+    return JobDeclaration(
+        job=JobId(document["job"]),
+        owner_group=EntityId(document["owner_group"]),
+        workload=Workload(str(document.get("workload", "unknown"))),
+        jurisdictions=frozenset(jurisdictions),
+        lineage=None if lineage is None else LineageId(lineage),
+        run=None if run is None else RunId(run),
+        expected_flop=None if expected is None else Flop.parse_human(expected),
+        lineage_flop=Flop.parse_human(document.get("lineage_flop", "0")),
+    )
+
+
+def _in_scope(job: JobDeclaration, order: PauseOrderTerms) -> bool:
+    if not order.applies_to(job.jurisdictions):
+        return False
+    if job.expected_flop is None:
+        return True
+    return job.lineage_flop.value + job.expected_flop.value > order.threshold_flop.value
+
+
+def _covering_permit(
+    job: JobDeclaration, permits: Sequence[PermitTerms], at: datetime
+) -> PermitTerms | None:
+    for permit in permits:
+        if not (permit.under_order_quorum and permit.valid_from <= at < permit.valid_until):
+            continue
+        if permit.owner_group != job.owner_group:
+            continue
+        if permit.lineage is not None and permit.lineage != job.lineage:
+            continue
+        if permit.run is not None and permit.run != job.run:
+            continue
+        if job.expected_flop is None or job.expected_flop > permit.flop_budget:
+            continue
+        return permit
+    return None
+
+
+def decide(
+    job: JobDeclaration,
+    *,
+    at: datetime,
+    orders: Sequence[PauseOrderTerms] | None,
+    permits: Sequence[PermitTerms] = (),
+) -> GateDecision:
+    """The gate's decision for ``job`` at ``at``; ``orders`` None means no verified state."""
+    moment = utc_datetime(at)
+    if job.workload is Workload.INFERENCE:
+        return GateDecision(True, "gate.inference", "declared inference is outside every pause")
+    if orders is None:
+        return GateDecision(
+            False,
+            "gate.governance_unavailable",
+            "no verified governance state: training fails closed until it can be verified",
+        )
+    for order in sorted(orders, key=lambda o: o.order_id):
+        if not order.in_force_at(moment) or not _in_scope(job, order):
+            continue
+        permit = _covering_permit(job, permits, moment)
+        if permit is None:
+            return GateDecision(
+                False,
+                "gate.paused",
+                f"pause order {order.order_id} is in force until {order.sunset.isoformat()} "
+                f"and no permit under its quorum covers job {job.job}",
+                order=order.order_id,
+                enforced_from=order.enforced_from,
+            )
+        return GateDecision(
+            True,
+            "gate.permitted",
+            f"permit {permit.permit_id} covers job {job.job} under order {order.order_id}",
+            order=order.order_id,
+            permit=permit.permit_id,
+        )
+    return GateDecision(True, "gate.no_order", "no pause order in force covers this job")
