@@ -1,0 +1,215 @@
+"""The agent's durable spool: a report counts as produced only once it is on disk.
+
+One SQLite file in WAL mode with ``synchronous=FULL``: :meth:`Spool.append` returns only after
+the report's row is committed, so a report the agent acknowledged survives ``kill -9`` and a
+power cut. Delivery state lives in the same row: :meth:`Spool.due` lists what to send,
+:meth:`Spool.delivered` and :meth:`Spool.failed` record the outcome, and :class:`RetryPolicy`
+spaces retries with capped exponential backoff and full jitter so that a thousand agents coming
+back after a registry outage do not arrive in one wave.
+
+Exactly once: rows are keyed by (device, sequence). Appending the same report again is a
+no-op; appending a *different* report under a used key is refused (``spool.conflict``), since a
+device must never sign two reports with one sequence number. The registry is idempotent on the
+same key, so re-sending after a crash between send and :meth:`Spool.delivered` counts once.
+
+Time is an argument; the spool never reads the clock.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from brakepedal.errors import InputError, StorageError, TrustError
+from brakepedal.model.types import DeviceId, utc_datetime
+
+__all__ = ["RetryPolicy", "Spool", "SpooledReport"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reports (
+    device TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    envelope BLOB NOT NULL,
+    produced_us INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_us INTEGER NOT NULL,
+    delivered_us INTEGER,
+    PRIMARY KEY (device, sequence)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reports_due ON reports (delivered_us, next_attempt_us);
+"""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since 1970 (UTC): an integer that sorts like the time it encodes."""
+    return (utc_datetime(moment) - _EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledReport:
+    """One report waiting in (or delivered from) the spool."""
+
+    device: DeviceId
+    sequence: int
+    digest: str
+    envelope: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter (delay uniform in [0, min(cap, base·2^n)])."""
+
+    base: timedelta = timedelta(seconds=1)
+    cap: timedelta = timedelta(minutes=5)
+
+    def __post_init__(self) -> None:
+        if not timedelta(0) < self.base <= self.cap:
+            raise InputError("spool.retry_invalid", "retry base must be positive and <= cap")
+
+    def delay(self, attempts: int, rng: random.Random) -> timedelta:
+        """How long to wait after the ``attempts``-th failure."""
+        ceiling = min(self.cap, self.base * (2 ** min(max(attempts - 1, 0), 30)))
+        return timedelta(seconds=rng.uniform(0.0, ceiling.total_seconds()))
+
+
+class Spool:
+    """The on-disk queue of signed reports for one agent."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            raise StorageError("spool.unavailable", f"spool {path}: {e}") from e
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield self._db
+            self._db.execute("COMMIT")
+        except sqlite3.Error as e:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StorageError("spool.write_failed", f"spool: {e}") from e
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def append(
+        self, device: DeviceId, sequence: int, digest: str, envelope: bytes, *, at: datetime
+    ) -> None:
+        """Store a signed report durably; returns once it is committed to disk.
+
+        Raises:
+            TrustError: ``spool.conflict`` if another report already holds this sequence.
+        """
+        if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
+            raise InputError("spool.sequence_invalid", f"sequence {sequence!r} is not >= 0")
+        moment = _micros(at)
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT digest FROM reports WHERE device = ? AND sequence = ?", (device, sequence)
+            ).fetchone()
+            if row is not None:
+                if row[0] != digest:
+                    raise TrustError(
+                        "spool.conflict",
+                        f"{device} sequence {sequence} already holds report {row[0][:16]}...",
+                    )
+                return
+            db.execute(
+                "INSERT INTO reports (device, sequence, digest, envelope, produced_us,"
+                " next_attempt_us) VALUES (?, ?, ?, ?, ?, ?)",
+                (device, sequence, digest, envelope, moment, moment),
+            )
+
+    def last(self, device: DeviceId) -> tuple[int, str] | None:
+        """The highest sequence spooled for ``device`` and its digest: where the chain resumes."""
+        row = self._db.execute(
+            "SELECT sequence, digest FROM reports WHERE device = ? ORDER BY sequence DESC LIMIT 1",
+            (device,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def due(self, *, at: datetime, limit: int = 500) -> list[SpooledReport]:
+        """Undelivered reports whose next attempt is due, oldest first (chain order)."""
+        rows = self._db.execute(
+            "SELECT device, sequence, digest, envelope, attempts FROM reports"
+            " WHERE delivered_us IS NULL AND next_attempt_us <= ?"
+            " ORDER BY produced_us, device, sequence LIMIT ?",
+            (_micros(at), limit),
+        ).fetchall()
+        return [
+            SpooledReport(DeviceId(r[0]), int(r[1]), str(r[2]), bytes(r[3]), int(r[4]))
+            for r in rows
+        ]
+
+    def delivered(self, device: DeviceId, sequence: int, *, at: datetime) -> None:
+        """The registry stored the report (accepted or kept as evidence): stop sending it."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE reports SET delivered_us = ? WHERE device = ? AND sequence = ?"
+                " AND delivered_us IS NULL",
+                (_micros(at), device, sequence),
+            )
+
+    def failed(
+        self,
+        device: DeviceId,
+        sequence: int,
+        *,
+        at: datetime,
+        policy: RetryPolicy,
+        rng: random.Random,
+    ) -> datetime:
+        """Delivery failed: schedule the next attempt; returns when it is due."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT attempts FROM reports WHERE device = ? AND sequence = ?", (device, sequence)
+            ).fetchone()
+            if row is None:
+                raise InputError(
+                    "spool.unknown_report", f"{device} sequence {sequence} not spooled"
+                )
+            attempts = int(row[0]) + 1
+            next_at = utc_datetime(at) + policy.delay(attempts, rng)
+            db.execute(
+                "UPDATE reports SET attempts = ?, next_attempt_us = ?"
+                " WHERE device = ? AND sequence = ?",
+                (attempts, _micros(next_at), device, sequence),
+            )
+        return next_at
+
+    def counts(self) -> tuple[int, int]:
+        """(reports spooled, reports delivered)."""
+        row = self._db.execute("SELECT COUNT(*), COUNT(delivered_us) FROM reports").fetchone()
+        return int(row[0]), int(row[1])
+
+    def reports(self, device: DeviceId) -> list[SpooledReport]:
+        """Every report of ``device``, by sequence (for checks and challenges)."""
+        rows = self._db.execute(
+            "SELECT device, sequence, digest, envelope, attempts FROM reports WHERE device = ?"
+            " ORDER BY sequence",
+            (device,),
+        ).fetchall()
+        return [
+            SpooledReport(DeviceId(r[0]), int(r[1]), str(r[2]), bytes(r[3]), int(r[4]))
+            for r in rows
+        ]
