@@ -58,6 +58,7 @@ def test_every_parser_has_a_target() -> None:
         "proof_json",
         "tile",
         "usage",
+        "usage_report",
         "vkey",
         "witness_state",
     } <= set(TARGETS)

@@ -1,0 +1,46 @@
+"""Fuzz target: signed usage reports (``brakepedal.agent.report.open_report``).
+
+Only :class:`~brakepedal.errors.BrakepedalError` may escape. The envelope is opened under RFC
+8032 TEST 1's public test key (the seeds are signed with it, so the fuzzer reaches the report
+parser through a valid signature); the payload of any well-formed envelope is also parsed
+unsigned, so mutations of the report itself are explored. A report that parses must have
+exactly one byte form and convert to the accounting's usage window.
+"""
+
+from __future__ import annotations
+
+from brakepedal.agent.report import open_report, parse_report, to_usage_window
+from brakepedal.crypto.dsse import parse_envelope
+from brakepedal.errors import BrakepedalError
+from brakepedal.model.limits import Limits
+from brakepedal.model.types import EntityId
+from fuzz.fuzz_envelope import TEST_KEY
+
+# Small bounds keep each run fast while still exercising the size checks.
+LIMITS = Limits(max_envelope_bytes=64_000, max_json_bytes=64_000, max_envelope_signatures=8)
+OWNER = EntityId("fuzz-owner")
+
+
+def test_one_input(data: bytes) -> None:
+    """Open ``data`` as a signed report, then parse its payload unsigned."""
+    try:
+        report = open_report(data, TEST_KEY, limits=LIMITS)
+        assert report.to_bytes() == parse_envelope(data, limits=LIMITS).payload
+    except BrakepedalError:
+        pass
+    try:
+        payload = parse_envelope(data, limits=LIMITS).payload
+        report = parse_report(payload, limits=LIMITS)
+    except BrakepedalError:
+        return
+    assert report.to_bytes() == payload
+    assert len(report.digest()) == 64
+    window = to_usage_window(report, OWNER)
+    assert window.busy_seconds is not None
+    assert window.busy_seconds * 1000 == report.busy_ms
+
+
+if __name__ == "__main__":
+    from fuzz.harness import main
+
+    main("usage_report", test_one_input)

@@ -1,0 +1,288 @@
+"""Usage reports: one device, one window, signed by the device and hash-chained.
+
+A report states what the device did in a window of whole minutes (default five): busy and
+tensor-active time, energy, memory, interconnect bytes, the job it was attributed to, and the
+Merkle root (RFC 9162, :mod:`brakepedal.tlog.merkle`) over the canonical bytes of its minute
+records (:mod:`brakepedal.agent.minute`), which stay on the node until an auditor challenges
+one. It also names the governance state the agent saw. Reports form a chain per device:
+``sequence`` counts up by one and ``previous`` is the SHA-256 of the previous report's
+canonical bytes (64 zeros for sequence 0), so a dropped, reordered or rewritten report breaks
+the chain (:func:`verify_chain`). ``docs/agent.md`` describes the format.
+
+The signature is a DSSE envelope over the canonical bytes under :data:`REPORT_PAYLOAD_TYPE`;
+:func:`open_report` checks it and parses strictly, so the bytes signed are the bytes kept.
+
+Reasons: ``report.*`` for a defect of a report (``field_unknown``, ``field_missing``,
+``field_invalid``, ``format_unknown``, ``version_unsupported``, ``time_not_canonical``,
+``accelerator_invalid``, ``sequence_invalid``, ``digest_invalid``, ``previous_invalid``,
+``window_invalid``, ``window_not_aligned``, ``minute_count_invalid``, ``busy_above_window``,
+``tensor_active_invalid``, ``workload_invalid``, ``governance_invalid``,
+``minute_device_mismatch``, ``minutes_mismatch``), with the field's path first; the value
+types' own (``device_id.*``, ``time.*``); ``json.*``/``canonical.not_canonical``; and as
+:class:`TrustError` the chain's ``report.sequence_gap``, ``report.chain_broken``,
+``report.device_mismatch``, ``report.window_overlap``, ``report.window_backwards`` and a
+challenge's ``report.minute_mismatch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from fractions import Fraction
+from itertools import pairwise
+
+from brakepedal.accounting.usage import UsageWindow
+from brakepedal.agent._wire import fail
+from brakepedal.agent.minute import MinuteRecord, parse_minute
+from brakepedal.agent.report_format import (
+    GENESIS_PREVIOUS,
+    MINUTE,
+    REPORT_FORMAT,
+    Attribution,
+    GovernanceSeen,
+    UsageReport,
+    parse_report,
+    window_minutes,
+)
+from brakepedal.crypto.dsse import brakepedal_payload_type, open_envelope, sign_envelope
+from brakepedal.crypto.keys import Key, Signer
+from brakepedal.errors import InputError, TrustError
+from brakepedal.model.limits import DEFAULT_LIMITS, Limits
+from brakepedal.model.types import DeviceId, EntityId
+from brakepedal.tlog.merkle import (
+    inclusion_proof_from_leaf_hashes,
+    leaf_hash,
+    root_from_leaf_hashes,
+    verify_inclusion,
+)
+
+__all__ = [
+    "GENESIS_PREVIOUS",
+    "REPORT_FORMAT",
+    "REPORT_PAYLOAD_TYPE",
+    "Attribution",
+    "GovernanceSeen",
+    "UsageReport",
+    "build_report",
+    "minute_inclusion_proof",
+    "open_report",
+    "parse_report",
+    "sign_report",
+    "to_usage_window",
+    "verify_chain",
+    "verify_minute",
+    "verify_minutes",
+]
+
+REPORT_PAYLOAD_TYPE = brakepedal_payload_type("usage-report", 1)
+
+
+# ------------------------------------------------------------------------------ building
+
+
+def build_report(
+    *,
+    device: DeviceId,
+    accelerator: str,
+    sequence: int,
+    previous: str,
+    window_start: datetime,
+    window_end: datetime,
+    minutes: Sequence[MinuteRecord],
+    attribution: Attribution,
+    governance: GovernanceSeen | None,
+) -> UsageReport:
+    """The report over ``minutes``: one record per minute of the window, in order.
+
+    Sums come from the records; a record with no samples counts as fully busy (see
+    :mod:`brakepedal.agent.minute`), so busy time is never below what was missed nor above
+    the window. ``tensor_active_ms`` is null when any minute lacks it; ``interconnect_bytes``
+    sums PCIe and NVLink where measured, null when no minute measured either.
+    """
+    count = window_minutes(window_start, window_end)
+    if len(minutes) != count:
+        fail("report.minutes_mismatch", "minutes", f"{len(minutes)} records for {count} minutes")
+    for index, record in enumerate(minutes):
+        if not isinstance(record, MinuteRecord) or record.device != device:
+            fail("report.minute_device_mismatch", f"minutes[{index}]", f"not a record of {device}")
+        if record.minute_start != window_start + index * MINUTE:
+            fail("report.minutes_mismatch", f"minutes[{index}]", "not the window's minute")
+    tensor = [record.tensor_active_ms for record in minutes]
+    memory = [r.memory_max_bytes for r in minutes if r.memory_max_bytes is not None]
+    links = [(r.pcie_bytes, r.nvlink_bytes) for r in minutes]
+    measured = [value for pair in links for value in pair if value is not None]
+    return UsageReport(
+        device=device,
+        accelerator=accelerator,
+        sequence=sequence,
+        previous=previous,
+        window_start=window_start,
+        window_end=window_end,
+        busy_ms=sum(record.busy_ms for record in minutes),
+        tensor_active_ms=None if None in tensor else sum(t or 0 for t in tensor),
+        energy_mj=sum(record.energy_mj for record in minutes),
+        memory_max_bytes=max(memory, default=None),
+        interconnect_bytes=sum(measured) if measured else None,
+        job=attribution.job,
+        tenant=attribution.tenant,
+        permit=attribution.permit,
+        site=attribution.site,
+        workload=attribution.workload,
+        minute_count=count,
+        minute_root=_minute_root(minutes).hex(),
+        governance=governance,
+    )
+
+
+def _minute_root(minutes: Sequence[MinuteRecord]) -> bytes:
+    return root_from_leaf_hashes([leaf_hash(record.leaf) for record in minutes])
+
+
+# --------------------------------------------------------------------- signing, parsing
+
+
+# --------------------------------------------------------------------- signing
+
+
+def sign_report(report: UsageReport, signer: Signer) -> bytes:
+    """The DSSE envelope of ``report``'s canonical bytes, signed by the device key."""
+    return sign_envelope(report.to_bytes(), REPORT_PAYLOAD_TYPE, [signer])
+
+
+def open_report(
+    data: bytes,
+    device_key: Key,
+    *,
+    device: DeviceId | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> UsageReport:
+    """Verify a report envelope under ``device_key`` and parse its payload strictly.
+
+    1. The envelope must carry :data:`REPORT_PAYLOAD_TYPE` and a valid signature by
+       ``device_key`` (``envelope.*``).
+    2. The payload must be a canonical report (:func:`parse_report`).
+    3. When ``device`` is given, the report must be about it (``report.device_mismatch``).
+    """
+    verified = open_envelope(
+        data,
+        expected_payload_type=REPORT_PAYLOAD_TYPE,
+        keys=[device_key],
+        threshold=1,
+        limits=limits,
+    )
+    report = parse_report(verified.payload, limits=limits)
+    if device is not None and report.device != device:
+        raise TrustError(
+            "report.device_mismatch", f"usage_report.device: {report.device}, expected {device}"
+        )
+    return report
+
+
+# ---------------------------------------------------------------- chains and challenges
+
+
+def verify_chain(reports: Sequence[UsageReport]) -> None:
+    """Raise unless ``reports`` are consecutive links of one device's chain, in order.
+
+    For each report after the first: 1. same device (``report.device_mismatch``); 2. sequence
+    one more (``report.sequence_gap``); 3. ``previous`` is the digest of the report before
+    (``report.chain_broken``); 4. its window starts no earlier than the one before
+    (``report.window_backwards``) and 5. not before that one ends (``report.window_overlap``).
+    Gaps in time between windows are allowed here; policy decides which gaps matter.
+    """
+    if not reports:
+        raise InputError("report.chain_empty", "no reports to verify")
+    for index, (before, after) in enumerate(pairwise(reports), start=1):
+        where = f"reports[{index}]"
+        if after.device != before.device:
+            raise TrustError(
+                "report.device_mismatch", f"{where}: {after.device}, not {before.device}"
+            )
+        if after.sequence != before.sequence + 1:
+            raise TrustError(
+                "report.sequence_gap", f"{where}: sequence {after.sequence} after {before.sequence}"
+            )
+        if after.previous != before.digest():
+            raise TrustError("report.chain_broken", f"{where}: previous is not the last digest")
+        if after.window_start < before.window_start:
+            raise TrustError("report.window_backwards", f"{where}: window starts earlier")
+        if after.window_start < before.window_end:
+            raise TrustError("report.window_overlap", f"{where}: window overlaps the last one")
+
+
+def to_usage_window(report: UsageReport, owner: EntityId) -> UsageWindow:
+    """The accounting's view of a verified report, attributed to ``owner``."""
+    tensor = report.tensor_active_ms
+    return UsageWindow(
+        device=report.device,
+        accelerator=report.accelerator,
+        owner=owner,
+        start=report.window_start,
+        end=report.window_end,
+        busy_seconds=Fraction(report.busy_ms, 1000),
+        tensor_active_seconds=None if tensor is None else Fraction(tensor, 1000),
+        job=report.job,
+        site=report.site,
+        workload=report.workload,
+    )
+
+
+def minute_inclusion_proof(minutes: Sequence[MinuteRecord], index: int) -> list[bytes]:
+    """The node's answer to a challenge for minute ``index``: its RFC 9162 inclusion proof."""
+    return inclusion_proof_from_leaf_hashes(index, [leaf_hash(r.leaf) for r in minutes])
+
+
+def verify_minute(
+    report: UsageReport,
+    minute_bytes: bytes,
+    index: int,
+    proof: Sequence[bytes],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> MinuteRecord:
+    """Check a revealed minute record against a verified report; return it parsed.
+
+    1. The bytes are leaf ``index`` of the tree of ``minute_count`` leaves whose root is
+       ``minute_root`` (``proof.*``, TrustError ``proof.root_mismatch``).
+    2. They are a canonical minute record (InputError ``minute.*``).
+    3. It is the report's device and the window's minute ``index`` (``report.minute_mismatch``).
+    """
+    verify_inclusion(
+        leaf_hash=leaf_hash(minute_bytes),
+        index=index,
+        size=report.minute_count,
+        proof=proof,
+        root=bytes.fromhex(report.minute_root),
+        limits=limits,
+    )
+    record = parse_minute(minute_bytes, limits=limits)
+    expected_start = report.window_start + index * MINUTE
+    if record.device != report.device or record.minute_start != expected_start:
+        raise TrustError(
+            "report.minute_mismatch", f"minute {index}: committed record is for another minute"
+        )
+    return record
+
+
+def verify_minutes(report: UsageReport, minutes: Sequence[MinuteRecord]) -> None:
+    """Raise unless ``minutes`` are exactly the records ``report`` was built from.
+
+    The full challenge: rebuilding the report from the revealed records must give the same
+    report, so the root and every sum agree (TrustError ``report.minutes_mismatch``).
+    """
+    try:
+        rebuilt = build_report(
+            device=report.device,
+            accelerator=report.accelerator,
+            sequence=report.sequence,
+            previous=report.previous,
+            window_start=report.window_start,
+            window_end=report.window_end,
+            minutes=minutes,
+            attribution=report.attribution,
+            governance=report.governance,
+        )
+    except InputError as e:
+        raise TrustError("report.minutes_mismatch", f"revealed minutes: {e.message}") from e
+    if rebuilt != report:
+        raise TrustError("report.minutes_mismatch", "revealed minutes do not rebuild the report")

@@ -1,0 +1,251 @@
+"""The usage report's format: its fields, invariants, canonical bytes and strict parser.
+
+The values and rules are those of :mod:`brakepedal.agent.report`, which builds, signs, opens,
+chains and challenges reports and re-exports everything here; ``docs/agent.md`` gives every
+field with its unit. Reasons are listed in :mod:`brakepedal.agent.report`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from brakepedal.accounting.usage import MAX_WINDOW_SECONDS, Workload
+from brakepedal.agent._wire import (
+    SHA256_HEX,
+    Parse,
+    canonical_time,
+    check_datetime,
+    check_int,
+    fail,
+    read_record,
+    write_record,
+)
+from brakepedal.errors import InputError
+from brakepedal.model.limits import DEFAULT_LIMITS, Limits
+from brakepedal.model.types import DeviceId, EntityId, JobId, PermitId, SiteId
+
+__all__ = [
+    "GENESIS_PREVIOUS",
+    "MINUTE",
+    "REPORT_FORMAT",
+    "Attribution",
+    "GovernanceSeen",
+    "UsageReport",
+    "parse_report",
+    "window_minutes",
+]
+
+REPORT_FORMAT = "brakepedal.usage-report"
+#: ``previous`` of the first report of a device (sequence 0).
+GENESIS_PREVIOUS = "0" * 64
+MINUTE = timedelta(minutes=1)
+_ACCELERATOR = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
+_NONE = type(None)
+
+
+@dataclass(frozen=True, slots=True)
+class GovernanceSeen:
+    """The governance state the agent acted on: TUF timestamp version, log checkpoint size."""
+
+    timestamp_version: int
+    checkpoint_size: int
+
+    def __post_init__(self) -> None:
+        check_int(self.timestamp_version, "governance.timestamp_version", "report", low=1)
+        check_int(self.checkpoint_size, "governance.checkpoint_size", "report")
+
+    def to_json(self) -> dict[str, int]:
+        """The JSON object of the report's ``governance`` field."""
+        return {
+            "checkpoint_size": self.checkpoint_size,
+            "timestamp_version": self.timestamp_version,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> GovernanceSeen:
+        """Read the ``governance`` object: exactly its two integer fields."""
+        if not isinstance(value, dict) or set(value) != {"checkpoint_size", "timestamp_version"}:
+            raise InputError(
+                "report.governance_invalid", "expected {checkpoint_size, timestamp_version}"
+            )
+        return cls(value["timestamp_version"], value["checkpoint_size"])
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Whose work the window was: scheduler job, tenant, permit, site and declared workload."""
+
+    job: JobId | None = None
+    tenant: EntityId | None = None
+    permit: PermitId | None = None
+    site: SiteId | None = None
+    workload: Workload = Workload.UNKNOWN
+
+
+#: Per field of a report: the types its value may have (the rest is checked by hand).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "device": (DeviceId,),
+    "accelerator": (str,),
+    "previous": (str,),
+    "minute_root": (str,),
+    "job": (JobId, _NONE),
+    "tenant": (EntityId, _NONE),
+    "permit": (PermitId, _NONE),
+    "site": (SiteId, _NONE),
+    "workload": (Workload,),
+    "governance": (GovernanceSeen, _NONE),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageReport:
+    """One device's usage in one window; units: ms, mJ, bytes (``docs/agent.md``)."""
+
+    device: DeviceId
+    accelerator: str
+    sequence: int
+    previous: str
+    window_start: datetime
+    window_end: datetime
+    busy_ms: int
+    tensor_active_ms: int | None
+    energy_mj: int
+    memory_max_bytes: int | None
+    interconnect_bytes: int | None
+    job: JobId | None
+    tenant: EntityId | None
+    permit: PermitId | None
+    site: SiteId | None
+    workload: Workload
+    minute_count: int
+    minute_root: str
+    governance: GovernanceSeen | None
+
+    kind: ClassVar[str] = "usage_report"
+
+    def __post_init__(self) -> None:
+        for name, expected in _TYPES.items():
+            value = getattr(self, name)
+            if not isinstance(value, expected):
+                fail("report.field_invalid", f"usage_report.{name}", f"got {value!r:.60}")
+        if _ACCELERATOR.fullmatch(self.accelerator) is None:
+            fail("report.accelerator_invalid", "usage_report.accelerator", "not a catalogue id")
+        check_int(
+            self.sequence, "usage_report.sequence", "report", reason="report.sequence_invalid"
+        )
+        for name in ("previous", "minute_root"):
+            if SHA256_HEX.fullmatch(getattr(self, name)) is None:
+                fail("report.digest_invalid", f"usage_report.{name}", "needs 64 lowercase hex")
+        if (self.sequence == 0) != (self.previous == GENESIS_PREVIOUS):
+            fail("report.previous_invalid", "usage_report.previous", "zeros exactly at sequence 0")
+        minutes = window_minutes(self.window_start, self.window_end, self._set_time)
+        check_int(
+            self.minute_count,
+            "usage_report.minute_count",
+            "report",
+            low=minutes,
+            high=minutes,
+            reason="report.minute_count_invalid",
+        )
+        self._check_quantities()
+
+    def _set_time(self, name: str, value: datetime) -> None:
+        object.__setattr__(self, name, value)
+
+    def _check_quantities(self) -> None:
+        window_ms = self.minute_count * 60_000
+        check_int(
+            self.busy_ms,
+            "usage_report.busy_ms",
+            "report",
+            high=window_ms,
+            reason="report.busy_above_window",
+        )
+        check_int(
+            self.tensor_active_ms,
+            "usage_report.tensor_active_ms",
+            "report",
+            high=self.busy_ms,
+            nullable=True,
+            reason="report.tensor_active_invalid",
+        )
+        check_int(self.energy_mj, "usage_report.energy_mj", "report")
+        for name in ("memory_max_bytes", "interconnect_bytes"):
+            check_int(getattr(self, name), f"usage_report.{name}", "report", nullable=True)
+
+    @property
+    def attribution(self) -> Attribution:
+        """The report's attribution fields together."""
+        return Attribution(self.job, self.tenant, self.permit, self.site, self.workload)
+
+    def to_bytes(self) -> bytes:
+        """The canonical bytes: what the device signs and the next report's ``previous`` hashes."""
+        values: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["governance"] = None if self.governance is None else self.governance.to_json()
+        return write_record(REPORT_FORMAT, values)
+
+    def digest(self) -> str:
+        """SHA-256 (lowercase hex) of :meth:`to_bytes`: the chain link."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+
+def window_minutes(
+    start: object, end: object, store: Callable[[str, datetime], None] | None = None
+) -> int:
+    """Whole minutes in the window ``[start, end)``, after checking it."""
+    times = []
+    for name, value in (("window_start", start), ("window_end", end)):
+        moment = check_datetime(value, f"usage_report.{name}", "report")
+        if moment.second or moment.microsecond:
+            fail("report.window_not_aligned", f"usage_report.{name}", "not a whole minute")
+        if store is not None:
+            store(name, moment)
+        times.append(moment)
+    length = times[1] - times[0]
+    if not timedelta(0) < length <= timedelta(seconds=MAX_WINDOW_SECONDS):
+        fail("report.window_invalid", "usage_report.window_end", "not 1 min to 1 day after start")
+    return length // MINUTE
+
+
+def _nullable(parse: Parse) -> Parse:
+    return lambda value: None if value is None else parse(value)
+
+
+def _workload(value: object) -> Workload:
+    if not isinstance(value, str) or value not in {item.value for item in Workload}:
+        raise InputError("report.workload_invalid", f"{str(value)[:40]!r} is not a workload")
+    return Workload(value)
+
+
+_SCHEMA: dict[str, Parse] = {
+    f.name: (lambda value: value) for f in fields(UsageReport) if f.name != "kind"
+}
+_SCHEMA |= {
+    "device": DeviceId,
+    "window_start": canonical_time("report"),
+    "window_end": canonical_time("report"),
+    "job": _nullable(JobId),
+    "tenant": _nullable(EntityId),
+    "permit": _nullable(PermitId),
+    "site": _nullable(SiteId),
+    "workload": _workload,
+    "governance": _nullable(GovernanceSeen.from_json),
+}
+
+
+def parse_report(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> UsageReport:
+    """Parse a report's canonical bytes strictly (unsigned: see :func:`open_report`)."""
+    values: dict[str, Any] = read_record(
+        data,
+        format_tag=REPORT_FORMAT,
+        kind=UsageReport.kind,
+        prefix="report",
+        schema=_SCHEMA,
+        limits=limits,
+    )
+    return UsageReport(**values)

@@ -1,0 +1,560 @@
+"""Usage reports: sums, one byte form, named bad documents, signatures, chains, challenges."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from brakepedal.accounting.usage import Workload
+from brakepedal.agent.minute import SLOTS, MinuteRecord, Sample, summarise_minute
+from brakepedal.agent.report import (
+    GENESIS_PREVIOUS,
+    Attribution,
+    GovernanceSeen,
+    UsageReport,
+    build_report,
+    minute_inclusion_proof,
+    open_report,
+    parse_report,
+    sign_report,
+    to_usage_window,
+    verify_chain,
+    verify_minute,
+    verify_minutes,
+)
+from brakepedal.crypto.canonical import canonical_json
+from brakepedal.crypto.dsse import brakepedal_payload_type, sign_envelope
+from brakepedal.crypto.keys import CryptoSigner, generate_ed25519
+from brakepedal.errors import BrakepedalError, InputError, TrustError
+from brakepedal.model.types import DeviceId, EntityId, JobId, PermitId, SiteId
+
+T0 = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+DEV = DeviceId("gpu-0")
+ACCELERATOR = "nvidia-h100-sxm5-80gb"
+ATTRIBUTION = Attribution(
+    JobId("slurm:4242"), EntityId("lab-a"), PermitId("permit-7"), SiteId("dc-1"), Workload.TRAINING
+)
+SEEN = GovernanceSeen(timestamp_version=12, checkpoint_size=3456)
+SIGNER = generate_ed25519()
+
+
+def minute(
+    start: datetime, *, device: DeviceId = DEV, busy: int = 60, power: float = 500.0
+) -> MinuteRecord:
+    """A minute with ``busy`` busy seconds and a steady energy counter."""
+    samples = [
+        Sample(
+            time=start + timedelta(seconds=second),
+            power_w=power + (second % 5),
+            energy_mj=10**9 + second * 500_000,
+            utilisation=100 if second < busy else 0,
+            tensor_active=0.5 if second < busy else 0.0,
+            memory_used_bytes=2**30 + second,
+            sm_clock_mhz=1800,
+            pcie_bytes=second * 10,
+            nvlink_bytes=second * 1000,
+        )
+        for second in range(SLOTS)
+    ]
+    return summarise_minute(device, start, samples)
+
+
+def minutes_of(start: datetime, count: int = 5, **kwargs: Any) -> list[MinuteRecord]:
+    return [minute(start + index * MINUTE, **kwargs) for index in range(count)]
+
+
+def report_at(
+    sequence: int = 0,
+    previous: str = GENESIS_PREVIOUS,
+    start: datetime = T0,
+    count: int = 5,
+    device: DeviceId = DEV,
+) -> UsageReport:
+    return build_report(
+        device=device,
+        accelerator=ACCELERATOR,
+        sequence=sequence,
+        previous=previous,
+        window_start=start,
+        window_end=start + count * MINUTE,
+        minutes=minutes_of(start, count, device=device),
+        attribution=ATTRIBUTION,
+        governance=SEEN,
+    )
+
+
+def chain(length: int) -> list[UsageReport]:
+    reports = [report_at()]
+    for sequence in range(1, length):
+        last = reports[-1]
+        reports.append(report_at(sequence, last.digest(), last.window_end))
+    return reports
+
+
+# -------------------------------------------------------------------------- building
+
+
+def test_build_report_sums_the_minutes_exactly() -> None:
+    records = [minute(T0, busy=60), minute(T0 + MINUTE, busy=10), minute(T0 + 2 * MINUTE, busy=0)]
+    report = build_report(
+        device=DEV,
+        accelerator=ACCELERATOR,
+        sequence=0,
+        previous=GENESIS_PREVIOUS,
+        window_start=T0,
+        window_end=T0 + 3 * MINUTE,
+        minutes=records,
+        attribution=ATTRIBUTION,
+        governance=None,
+    )
+    assert report.busy_ms == 70_000
+    assert report.tensor_active_ms == 35_000
+    assert report.energy_mj == 3 * 59 * 500_000
+    assert report.memory_max_bytes == 2**30 + 59
+    assert report.interconnect_bytes == 3 * (590 + 59_000)
+    assert report.minute_count == 3
+    assert report.attribution == ATTRIBUTION
+    assert report.governance is None
+
+
+def test_missing_minutes_data_is_busy_and_unknown_counters_are_null() -> None:
+    records = [summarise_minute(DEV, T0 + index * MINUTE, []) for index in range(5)]
+    report = build_report(
+        device=DEV,
+        accelerator=ACCELERATOR,
+        sequence=0,
+        previous=GENESIS_PREVIOUS,
+        window_start=T0,
+        window_end=T0 + 5 * MINUTE,
+        minutes=records,
+        attribution=Attribution(),
+        governance=None,
+    )
+    assert report.busy_ms == 300_000
+    assert (report.memory_max_bytes, report.interconnect_bytes) == (None, None)
+    assert report.workload is Workload.UNKNOWN
+    assert parse_report(report.to_bytes()) == report
+
+
+@pytest.mark.parametrize(
+    ("records", "reason"),
+    [
+        (minutes_of(T0, 4), "report.minutes_mismatch"),
+        (minutes_of(T0 + MINUTE, 5), "report.minutes_mismatch"),
+        (minutes_of(T0, 5)[::-1], "report.minutes_mismatch"),
+        (minutes_of(T0, 5, device=DeviceId("gpu-9")), "report.minute_device_mismatch"),
+    ],
+)
+def test_build_report_needs_the_windows_minutes_in_order(
+    records: list[MinuteRecord], reason: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        build_report(
+            device=DEV,
+            accelerator=ACCELERATOR,
+            sequence=0,
+            previous=GENESIS_PREVIOUS,
+            window_start=T0,
+            window_end=T0 + 5 * MINUTE,
+            minutes=records,
+            attribution=ATTRIBUTION,
+            governance=SEEN,
+        )
+    assert caught.value.reason == reason
+
+
+def test_to_usage_window_carries_exact_seconds_and_attribution() -> None:
+    report = report_at()
+    window = to_usage_window(report, EntityId("lab-a-parent"))
+    assert window.busy_seconds == Fraction(report.busy_ms, 1000)
+    assert window.tensor_active_seconds == Fraction(report.tensor_active_ms or 0, 1000)
+    assert (window.start, window.end) == (T0, T0 + 5 * MINUTE)
+    assert (window.job, window.site, window.workload) == (
+        ATTRIBUTION.job,
+        ATTRIBUTION.site,
+        Workload.TRAINING,
+    )
+    unmeasured = replace(report, tensor_active_ms=None)
+    assert to_usage_window(unmeasured, EntityId("x")).tensor_active_seconds is None
+
+
+# --------------------------------------------------------------- bytes and named defects
+
+
+def test_report_round_trips_to_identical_bytes_and_digest() -> None:
+    report = report_at()
+    data = report.to_bytes()
+    assert parse_report(data).to_bytes() == data
+    assert parse_report(data).digest() == report.digest()
+    assert json.loads(data)["format"] == "brakepedal.usage-report"
+
+
+def document(**changes: Any) -> bytes:
+    body: dict[str, Any] = json.loads(report_at(sequence=3, previous="ab" * 32).to_bytes())
+    body.update(changes)
+    return canonical_json({k: v for k, v in body.items() if v != "<drop>"})
+
+
+GOOD = document()
+BAD_DOCUMENTS: list[tuple[str, bytes, str, str]] = [
+    ("unknown field", document(extra=1), "report.field_unknown", "extra"),
+    ("missing field", document(busy_ms="<drop>"), "report.field_missing", "busy_ms"),
+    ("non-canonical bytes", GOOD.replace(b",", b", ", 1), "canonical.not_canonical", ""),
+    ("busy above window", document(busy_ms=300_001), "report.busy_above_window", "busy_ms"),
+    ("negative sequence", document(sequence=-1), "report.sequence_invalid", "sequence"),
+    ("bool as integer", document(energy_mj=True), "report.field_invalid", "energy_mj"),
+    ("uppercase digest", document(previous="AB" * 32), "report.digest_invalid", "previous"),
+    ("short root", document(minute_root="ab"), "report.digest_invalid", "minute_root"),
+    (
+        "zeros after genesis",
+        document(previous=GENESIS_PREVIOUS),
+        "report.previous_invalid",
+        "previous",
+    ),
+    (
+        "offset time",
+        document(window_start="2027-01-01T12:00:00+00:00"),
+        "time.not_utc",
+        "window_start",
+    ),
+    (
+        "time format",
+        document(window_end="2027-01-01 12:05:00Z"),
+        "time.format_invalid",
+        "window_end",
+    ),
+    (
+        "time spelling",
+        document(window_end="2027-01-01T12:05:00.0Z"),
+        "report.time_not_canonical",
+        "window_end",
+    ),
+    (
+        "window not aligned",
+        document(window_end="2027-01-01T12:05:30Z"),
+        "report.window_not_aligned",
+        "window_end",
+    ),
+    (
+        "window backwards",
+        document(window_end="2027-01-01T11:55:00Z"),
+        "report.window_invalid",
+        "window_end",
+    ),
+    (
+        "window over a day",
+        document(window_end="2027-01-03T12:00:00Z"),
+        "report.window_invalid",
+        "window_end",
+    ),
+    ("minute count", document(minute_count=4), "report.minute_count_invalid", "minute_count"),
+    (
+        "tensor above busy",
+        document(tensor_active_ms=300_001),
+        "report.tensor_active_invalid",
+        "tensor_active_ms",
+    ),
+    ("accelerator", document(accelerator="H100"), "report.accelerator_invalid", "accelerator"),
+    ("device", document(device="GPU 0"), "device_id.invalid_character", "device"),
+    ("job", document(job=""), "job_id.empty", "job"),
+    ("workload", document(workload="mining"), "report.workload_invalid", "workload"),
+    (
+        "governance shape",
+        document(governance={"timestamp_version": 1}),
+        "report.governance_invalid",
+        "governance",
+    ),
+    (
+        "governance value",
+        document(governance={"timestamp_version": 0, "checkpoint_size": 1}),
+        "report.field_invalid",
+        "governance",
+    ),
+    ("format", document(format="brakepedal.usage"), "report.format_unknown", "format"),
+    ("no format", document(format="<drop>"), "report.field_missing", "format"),
+    ("spec version", document(spec_version=2), "report.version_unsupported", "spec_version"),
+    (
+        "float",
+        GOOD.replace(b'"busy_ms":300000', b'"busy_ms":300000.0'),
+        "json.float_not_allowed",
+        "",
+    ),
+    (
+        "float nested",
+        GOOD.replace(b'"checkpoint_size":3456', b'"checkpoint_size":3.5e3'),
+        "json.float_not_allowed",
+        "",
+    ),
+    ("not an object", b"[]", "json.not_object", ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason", "path"),
+    [pytest.param(data, reason, path, id=name) for name, data, reason, path in BAD_DOCUMENTS],
+)
+def test_bad_report_documents_are_refused_by_name(data: bytes, reason: str, path: str) -> None:
+    assert data != GOOD
+    with pytest.raises(InputError) as caught:
+        parse_report(data)
+    assert caught.value.reason == reason
+    assert caught.value.message.startswith(f"usage_report.{path}" if path else "")
+
+
+def test_good_document_parses() -> None:
+    assert parse_report(GOOD).sequence == 3
+
+
+def test_constructor_refuses_wrong_types() -> None:
+    report = report_at()
+    cases: list[tuple[str, object]] = [
+        ("device", "gpu-0"),
+        ("workload", "training"),
+        ("governance", {}),
+    ]
+    for field, value in cases:
+        changes: dict[str, Any] = {field: value}
+        with pytest.raises(InputError) as caught:
+            replace(report, **changes)
+        assert caught.value.reason == "report.field_invalid"
+        assert caught.value.message.startswith(f"usage_report.{field}")
+    with pytest.raises(InputError, match=r"time\.naive"):
+        replace(report, window_start=datetime(2027, 1, 1))
+    with pytest.raises(InputError, match="not_bytes"):
+        parse_report(GOOD.decode())  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------------------- signatures
+
+
+def test_signed_report_opens_under_the_device_key() -> None:
+    report = report_at()
+    envelope = sign_report(report, SIGNER)
+    assert open_report(envelope, SIGNER.public_key) == report
+    assert open_report(envelope, SIGNER.public_key, device=DEV) == report
+
+
+def test_signature_by_another_key_is_refused() -> None:
+    envelope = sign_report(report_at(), generate_ed25519())
+    with pytest.raises(TrustError) as caught:
+        open_report(envelope, SIGNER.public_key)
+    assert caught.value.reason == "envelope.signature_invalid"
+
+
+def test_report_about_another_device_is_refused() -> None:
+    envelope = sign_report(report_at(), SIGNER)
+    with pytest.raises(TrustError) as caught:
+        open_report(envelope, SIGNER.public_key, device=DeviceId("gpu-1"))
+    assert caught.value.reason == "report.device_mismatch"
+
+
+def test_other_payload_types_and_signed_bad_payloads_are_refused() -> None:
+    data = report_at().to_bytes()
+    other = sign_envelope(data, brakepedal_payload_type("usage-window", 1), [SIGNER])
+    with pytest.raises(TrustError, match="payload_type_unexpected"):
+        open_report(other, SIGNER.public_key)
+    signed_bad = sign_envelope(
+        document(extra=1),
+        brakepedal_payload_type("usage-report", 1),
+        [SIGNER],
+    )
+    with pytest.raises(InputError) as caught:
+        open_report(signed_bad, SIGNER.public_key)
+    assert caught.value.reason == "report.field_unknown"
+
+
+# ------------------------------------------------------------------------------- chains
+
+
+def test_a_built_chain_verifies() -> None:
+    verify_chain(chain(4))
+    verify_chain(chain(1))
+    with pytest.raises(InputError, match="chain_empty"):
+        verify_chain([])
+
+
+def test_a_time_gap_between_windows_is_allowed() -> None:
+    first = report_at()
+    second = report_at(1, first.digest(), first.window_end + 30 * MINUTE)
+    verify_chain([first, second])
+
+
+def _bad_chains() -> list[tuple[str, list[UsageReport], str]]:
+    first, second, third = chain(3)
+    other = report_at(1, first.digest(), first.window_end, device=DeviceId("gpu-1"))
+    early = report_at(1, first.digest(), first.window_end - 2 * MINUTE)
+    backwards = report_at(1, first.digest(), first.window_start - 10 * MINUTE)
+    return [
+        ("gap", [first, third], "report.sequence_gap"),
+        ("replay", [first, second, second], "report.sequence_gap"),
+        ("broken link", [first, replace(second, previous="cd" * 32)], "report.chain_broken"),
+        ("rewritten", [replace(first, energy_mj=1), second], "report.chain_broken"),
+        ("device switch", [first, other], "report.device_mismatch"),
+        ("overlap", [first, early], "report.window_overlap"),
+        ("backwards", [first, backwards], "report.window_backwards"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reports", "reason"),
+    [pytest.param(reports, reason, id=name) for name, reports, reason in _bad_chains()],
+)
+def test_bad_chains_are_refused(reports: list[UsageReport], reason: str) -> None:
+    with pytest.raises(TrustError) as caught:
+        verify_chain(reports)
+    assert caught.value.reason == reason
+
+
+# --------------------------------------------------------------------------- challenges
+
+
+def test_every_minute_can_be_challenged() -> None:
+    records = minutes_of(T0, 5)
+    report = report_at()
+    for index, record in enumerate(records):
+        proof = minute_inclusion_proof(records, index)
+        assert verify_minute(report, record.to_bytes(), index, proof) == record
+    verify_minutes(report, records)
+
+
+def test_a_wrong_minute_fails_its_challenge() -> None:
+    records = minutes_of(T0, 5)
+    report = report_at()
+    proof = minute_inclusion_proof(records, 2)
+    with pytest.raises(TrustError, match="root_mismatch"):
+        verify_minute(report, records[3].to_bytes(), 2, proof)
+    with pytest.raises(TrustError, match="root_mismatch"):
+        verify_minute(report, minute(T0 + 2 * MINUTE, busy=1).to_bytes(), 2, proof)
+    with pytest.raises(TrustError):
+        verify_minutes(report, [*records[:4], minute(T0 + 4 * MINUTE, busy=1)])
+    with pytest.raises(TrustError):
+        verify_minutes(report, records[:4])
+
+
+def test_a_committed_record_for_another_minute_is_caught() -> None:
+    # A dishonest node commits to minutes in the wrong slots; the proofs still verify.
+    records = minutes_of(T0, 2)
+    shuffled = [records[1], records[0], *minutes_of(T0 + 2 * MINUTE, 3)]
+    report = replace(
+        report_at(),
+        minute_root=_root(shuffled),
+    )
+    with pytest.raises(TrustError) as caught:
+        verify_minute(report, shuffled[0].to_bytes(), 0, minute_inclusion_proof(shuffled, 0))
+    assert caught.value.reason == "report.minute_mismatch"
+
+
+def _root(records: list[MinuteRecord]) -> str:
+    from brakepedal.tlog.merkle import leaf_hash, root_from_leaf_hashes  # noqa: PLC0415
+
+    return root_from_leaf_hashes([leaf_hash(r.leaf) for r in records]).hex()
+
+
+# --------------------------------------------------------------------------- properties
+
+identifiers = st.from_regex(r"[a-z0-9][a-z0-9._:-]{0,20}", fullmatch=True)
+counts = st.integers(0, 2**53 - 1)
+
+
+@st.composite
+def reports(draw: st.DrawFn) -> UsageReport:
+    minutes = draw(st.integers(1, 1440))
+    start = T0 + draw(st.integers(0, 10**6)) * MINUTE
+    busy = draw(st.integers(0, minutes * 60_000))
+    sequence = draw(counts)
+    previous = (
+        GENESIS_PREVIOUS if sequence == 0 else draw(st.from_regex(r"[0-9a-f]{64}", fullmatch=True))
+    )
+    if previous == GENESIS_PREVIOUS and sequence:
+        previous = "1" * 64
+    return UsageReport(
+        device=DeviceId(draw(identifiers)),
+        accelerator=draw(st.from_regex(r"[a-z0-9][a-z0-9-]{0,30}", fullmatch=True)),
+        sequence=sequence,
+        previous=previous,
+        window_start=start,
+        window_end=start + minutes * MINUTE,
+        busy_ms=busy,
+        tensor_active_ms=draw(st.none() | st.integers(0, busy)),
+        energy_mj=draw(counts),
+        memory_max_bytes=draw(st.none() | counts),
+        interconnect_bytes=draw(st.none() | counts),
+        job=draw(st.none() | identifiers.map(JobId)),
+        tenant=draw(st.none() | identifiers.map(EntityId)),
+        permit=draw(st.none() | identifiers.map(PermitId)),
+        site=draw(st.none() | identifiers.map(SiteId)),
+        workload=draw(st.sampled_from(Workload)),
+        minute_count=minutes,
+        minute_root=draw(st.from_regex(r"[0-9a-f]{64}", fullmatch=True)),
+        governance=draw(st.none() | st.builds(GovernanceSeen, st.integers(1, 2**53 - 1), counts)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(reports())
+def test_random_valid_reports_round_trip(report: UsageReport) -> None:
+    data = report.to_bytes()
+    parsed = parse_report(data)
+    assert parsed == report
+    assert parsed.to_bytes() == data
+
+
+FIXED_ENVELOPE = sign_report(report_at(), SIGNER)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=600)
+    | st.integers(0, len(FIXED_ENVELOPE) - 1).map(lambda cut: FIXED_ENVELOPE[:cut])
+)
+def test_random_bytes_to_open_report_raise_only_brakepedal_errors(data: bytes) -> None:
+    with contextlib.suppress(BrakepedalError):
+        open_report(data, SIGNER.public_key)
+
+
+CHAIN = chain(3)
+ENVELOPES = [sign_report(report, SIGNER) for report in CHAIN]
+
+
+def _with_payload(envelope: bytes, payload: bytes) -> bytes:
+    body = json.loads(envelope)
+    body["payload"] = base64.b64encode(payload).decode()
+    return canonical_json(body)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.integers(0, len(CHAIN) - 1), st.data())
+def test_any_single_byte_change_breaks_verification(which: int, data: st.DataObject) -> None:
+    verify_chain([open_report(envelope, SIGNER.public_key) for envelope in ENVELOPES])
+    original = CHAIN[which].to_bytes()
+    position = data.draw(st.integers(0, len(original) - 1))
+    replacement = data.draw(st.integers(0, 255).filter(lambda b: b != original[position]))
+    changed = bytearray(original)
+    changed[position] = replacement
+    # The signature over the original bytes no longer covers the changed ones...
+    with pytest.raises(BrakepedalError):
+        open_report(_with_payload(ENVELOPES[which], bytes(changed)), SIGNER.public_key)
+    # ...and even a re-signed change breaks the chain or fails to parse (unless it is the head).
+    if which < len(CHAIN) - 1:
+        with pytest.raises(BrakepedalError):
+            _parse_into_chain(which, bytes(changed))
+
+
+def _parse_into_chain(which: int, data: bytes) -> None:
+    reports_now = list(CHAIN)
+    reports_now[which] = parse_report(data)
+    verify_chain(reports_now)
+
+
+def test_report_from_a_file_backed_signer_type() -> None:
+    assert isinstance(SIGNER, CryptoSigner)
