@@ -22,6 +22,7 @@ __all__ = [
     "StorageError",
     "TransportError",
     "TrustError",
+    "located",
 ]
 
 
@@ -73,3 +74,11 @@ class StorageError(InfrastructureError):
 
 class TransportError(InfrastructureError):
     """A network peer could not be reached or answered out of protocol."""
+
+
+def located(error: InputError, where: str) -> InputError:
+    """``error`` with ``where`` (a field's path) in front of its message, unless the message
+    already starts with it: parsers of nested documents prefix each level once."""
+    if error.message.startswith(where):
+        return error
+    return InputError(error.reason, f"{where}: {error.message}")

@@ -30,7 +30,7 @@ from brakepedal.accounting.ledger import Ledger
 from brakepedal.accounting.lineage import LineageGraph, RunDeclaration, RunKind, SnapshotCommitment
 from brakepedal.accounting.usage import UsageWindow, Workload
 from brakepedal.crypto.canonical import parse_json_object
-from brakepedal.errors import InputError
+from brakepedal.errors import InputError, located
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.model.types import (
     DeviceId,
@@ -92,7 +92,7 @@ def _field(record: Mapping[str, Any], key: str, where: str, parse: Callable[[obj
     try:
         return parse(record[key])
     except InputError as e:
-        raise _located(e, f"{where}.{key}") from e
+        raise located(e, f"{where}.{key}") from e
 
 
 def _optional(
@@ -182,13 +182,6 @@ WINDOW_FIELDS = frozenset(
 )
 
 
-def _located(error: InputError, where: str) -> InputError:
-    """``error`` with ``where`` in front of its message, unless it already names it."""
-    if error.message.startswith(where):
-        return error
-    return InputError(error.reason, f"{where}: {error.message}")
-
-
 def _holding(record: object, where: str) -> Holding:
     fields = _check_fields(record, where, HOLDING_FIELDS)
     try:
@@ -199,9 +192,7 @@ def _holding(record: object, where: str) -> Holding:
             board_control=_optional(fields, "board_control", where, _bool) or False,
         )
     except InputError as e:
-        raise InputError(
-            e.reason, e.message if e.message.startswith(where) else f"{where}: {e.message}"
-        ) from e
+        raise located(e, where) from e
 
 
 def _run(record: object, where: str) -> RunDeclaration:
@@ -221,9 +212,7 @@ def _run(record: object, where: str) -> RunDeclaration:
             jurisdictions=_optional(fields, "jurisdictions", where, _strings(_text)) or frozenset(),
         )
     except InputError as e:
-        raise InputError(
-            e.reason, e.message if e.message.startswith(where) else f"{where}: {e.message}"
-        ) from e
+        raise located(e, where) from e
 
 
 def _window(record: object, where: str) -> UsageWindow:
@@ -246,16 +235,14 @@ def _window(record: object, where: str) -> UsageWindow:
             workload=_optional(fields, "workload", where, _enum(Workload)) or Workload.UNKNOWN,
         )
     except InputError as e:
-        raise InputError(
-            e.reason, e.message if e.message.startswith(where) else f"{where}: {e.message}"
-        ) from e
+        raise located(e, where) from e
 
 
 def _entity(value: object, where: str) -> EntityId:
     try:
         return EntityId(value)
     except InputError as e:
-        raise _located(e, where) from e
+        raise located(e, where) from e
 
 
 _TOP = frozenset({"format", "version", "entities", "holdings", "runs", "windows"})
@@ -274,7 +261,7 @@ def parse_usage_document(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Usa
     )
     if document.get("format") != USAGE_FORMAT:
         raise InputError("usage.format_invalid", f"usage.format: expected {USAGE_FORMAT!r}")
-    if document.get("version") != 1:
+    if type(document.get("version")) is not int or document.get("version") != 1:
         raise InputError("usage.version_unsupported", "usage.version: only version 1 is understood")
     entities = [_entity(e, f"entities[{i}]") for i, e in enumerate(_list(document, "entities"))]
     if len(set(entities)) != len(entities):

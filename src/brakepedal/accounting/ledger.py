@@ -16,6 +16,7 @@ models) count toward site capacity but not toward training totals.
 from __future__ import annotations
 
 import hashlib
+import math
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
@@ -149,6 +150,7 @@ class Ledger:
         self.rule = rule
         self.exempt_workloads = exempt_workloads
         self._windows = tuple(sorted((self._attribute(w) for w in windows), key=_order))
+        _refuse_overlaps(self._windows)
         self._index: dict[tuple[Subject, str], list[AttributedWindow]] = defaultdict(list)
         for item in self._windows:
             for kind in Subject:
@@ -266,7 +268,7 @@ class Ledger:
         for item in items:
             w = item.window
             busy = (
-                timedelta(seconds=float(w.busy_seconds))
+                timedelta(microseconds=math.ceil(w.busy_seconds * 10**6))
                 if w.busy_seconds is not None
                 else w.end - w.start
             )
@@ -386,6 +388,22 @@ class _Series:
         self.prefix = [0]
         for item in items:
             self.prefix.append(self.prefix[-1] + (item.bound.value if item.counted else 0))
+
+
+def _refuse_overlaps(items: tuple[AttributedWindow, ...]) -> None:
+    """One device cannot be busy in two windows at once: overlapping windows would count its
+    time twice, so they are refused rather than summed."""
+    last_end: dict[DeviceId, datetime] = {}
+    for item in sorted(items, key=lambda i: (i.window.device, i.window.start)):
+        window = item.window
+        previous = last_end.get(window.device)
+        if previous is not None and window.start < previous:
+            raise InputError(
+                "ledger.window_overlap",
+                f"device {window.device}: window at {window.start.isoformat()} overlaps the "
+                f"window before it (ending {previous.isoformat()})",
+            )
+        last_end[window.device] = window.end
 
 
 def _order(item: AttributedWindow) -> tuple[datetime, datetime, str]:

@@ -9,14 +9,14 @@ and holdings, from the JSON document that ``brakepedal policy check --usage`` an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from fractions import Fraction
 
 from brakepedal.errors import InputError
 from brakepedal.model.types import DeviceId, EntityId, JobId, SiteId, utc_datetime
 
-__all__ = ["UsageWindow", "Workload"]
+__all__ = ["EARLIEST", "LATEST", "UsageWindow", "Workload"]
 
 
 class Workload(StrEnum):
@@ -29,6 +29,11 @@ class Workload(StrEnum):
 
 #: Longest window one record may cover; reports are minutes long, a day is generous.
 MAX_WINDOW_SECONDS = 86_400
+#: Usage before attestation existed or in the far future is refused, which also keeps every
+#: interval the ledger and policies compute (rolling windows, notification deadlines) far
+#: from the ends of the datetime range.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,8 @@ class UsageWindow:
         where = f"window of {self.device} at {self.start}"
         object.__setattr__(self, "start", utc_datetime(self.start))
         object.__setattr__(self, "end", utc_datetime(self.end))
+        if not EARLIEST <= self.start < self.end <= LATEST and self.end > self.start:
+            raise InputError("usage.time_out_of_range", f"{where}: outside 1970 to 9000")
         if self.end <= self.start:
             raise InputError("usage.window_empty", f"{where}: end is not after start")
         if self.wall_seconds > MAX_WINDOW_SECONDS:

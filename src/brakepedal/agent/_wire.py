@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any, NoReturn
 
 from brakepedal.crypto.canonical import MAX_SAFE_INTEGER, canonical_json, require_canonical
-from brakepedal.errors import InputError
+from brakepedal.errors import InputError, located
 from brakepedal.model.limits import Limits
 from brakepedal.model.types import format_utc, parse_utc_timestamp, utc_datetime
 
@@ -44,11 +44,6 @@ Parse = Callable[[object], object]
 def fail(reason: str, path: str, message: str) -> NoReturn:
     """Raise an :class:`InputError` whose message starts with ``path``."""
     raise InputError(reason, f"{path}: {message}")
-
-
-def located(error: InputError, path: str) -> InputError:
-    """``error`` with ``path`` in front of its message."""
-    return InputError(error.reason, f"{path}: {error.message}")
 
 
 def check_int(

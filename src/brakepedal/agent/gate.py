@@ -19,16 +19,18 @@ The rules, in order:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from brakepedal.accounting.usage import Workload
+from brakepedal.crypto.canonical import parse_json_object
 from brakepedal.errors import InputError
 from brakepedal.model.types import (
     EntityId,
     Flop,
+    Identifier,
     JobId,
     LineageId,
     OrderId,
@@ -57,6 +59,7 @@ _FIELDS = frozenset(
 )
 _MAX_BYTES = 65_536
 _ZERO = Flop(0)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,44 +90,63 @@ class GateDecision:
 
 
 def parse_declaration(data: bytes) -> JobDeclaration:
-    """A job declaration from its JSON file; unknown fields refused by name."""
+    """A job declaration from its JSON file: strict JSON (crypto.canonical), unknown fields
+    refused by name, every field's error prefixed with its name."""
     if len(data) > _MAX_BYTES:
         raise InputError("declaration.too_large", f"declaration of {len(data)} bytes")
-    try:
-        document = json.loads(data)
-    except ValueError as e:
-        raise InputError("declaration.invalid", f"declaration is not JSON: {e}") from e
-    if not isinstance(document, dict) or document.get("format") != DECLARATION_FORMAT:
-        raise InputError("declaration.format_invalid", f"not a {DECLARATION_FORMAT}")
+    document = parse_json_object(data, what="declaration")
+    if document.get("format") != DECLARATION_FORMAT:
+        raise InputError(
+            "declaration.format_invalid", f"declaration.format: not {DECLARATION_FORMAT}"
+        )
     unknown = sorted(set(document) - _FIELDS)
     if unknown:
         raise InputError("declaration.unknown_field", f"declaration.{unknown[0]}: unknown field")
-    if document.get("version") != 1:
+    version = document.get("version")
+    if type(version) is not int or version != 1:
         raise InputError("declaration.version_unsupported", "declaration.version: must be 1")
-    try:
-        return _declaration(document)
-    except InputError as e:
-        raise InputError(e.reason, f"declaration: {e.message}") from e
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError("declaration.field_invalid", f"declaration: {e!r}") from e
-
-
-def _declaration(document: dict[str, object]) -> JobDeclaration:
-    jurisdictions = document.get("jurisdictions")
-    if not isinstance(jurisdictions, list) or not all(isinstance(j, str) for j in jurisdictions):
-        raise InputError("declaration.field_invalid", "jurisdictions: expected strings")
-    expected = document.get("expected_flop")
-    lineage, run = document.get("lineage"), document.get("run")
     return JobDeclaration(
-        job=JobId(document["job"]),
-        owner_group=EntityId(document["owner_group"]),
-        workload=Workload(str(document.get("workload", "unknown"))),
-        jurisdictions=frozenset(jurisdictions),
-        lineage=None if lineage is None else LineageId(lineage),
-        run=None if run is None else RunId(run),
-        expected_flop=None if expected is None else Flop.parse_human(expected),
-        lineage_flop=Flop.parse_human(document.get("lineage_flop", "0")),
+        job=_field(document, "job", JobId),
+        owner_group=_field(document, "owner_group", EntityId),
+        workload=_field(document, "workload", _workload, default="unknown"),
+        jurisdictions=_field(document, "jurisdictions", _jurisdictions),
+        lineage=_optional(document, "lineage", LineageId),
+        run=_optional(document, "run", RunId),
+        expected_flop=_optional(document, "expected_flop", Flop.parse_human),
+        lineage_flop=_field(document, "lineage_flop", Flop.parse_human, default="0"),
     )
+
+
+def _field(
+    document: dict[str, Any], name: str, parse: Callable[[Any], _T], *, default: object = None
+) -> _T:
+    value = document.get(name, default)
+    if value is None:
+        raise InputError("declaration.field_missing", f"declaration.{name}: missing")
+    try:
+        return parse(value)
+    except InputError as e:
+        raise InputError(e.reason, f"declaration.{name}: {e.message}") from e
+
+
+def _optional(document: dict[str, Any], name: str, parse: Callable[[Any], _T]) -> _T | None:
+    return None if document.get(name) is None else _field(document, name, parse)
+
+
+def _workload(value: object) -> Workload:
+    try:
+        return Workload(str(value) if isinstance(value, str) else "")
+    except ValueError:
+        allowed = ", ".join(w.value for w in Workload)
+        raise InputError(
+            "declaration.field_invalid", f"{value!r} is not one of {allowed}"
+        ) from None
+
+
+def _jurisdictions(value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not value:
+        raise InputError("declaration.field_invalid", "expected a non-empty list of names")
+    return frozenset(Identifier(item) for item in value)
 
 
 def _in_scope(job: JobDeclaration, order: PauseOrderTerms) -> bool:

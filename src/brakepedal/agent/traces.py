@@ -139,6 +139,13 @@ def read_nvidia_smi_csv(
     rows = _parse_rows(path, columns, lines[1:], truncated=truncated)
     if not rows.seconds:
         raise InputError("trace.empty", f"{path}: no data rows")
+    if rows.seconds[-1] - rows.seconds[0] > max_rows:
+        # Every second of the span becomes an array cell: bound it before allocating.
+        raise InputError(
+            "trace.too_large", f"{path}: spans {rows.seconds[-1] - rows.seconds[0]:.0f} seconds"
+        )
+    if devices is not None and (type(devices) is not int or devices < 1):
+        raise InputError("trace.devices_invalid", f"{path}: devices must be a positive integer")
     if "index" in columns:
         if devices is not None:
             raise InputError("trace.devices_given", f"{path}: has an index column; omit devices")

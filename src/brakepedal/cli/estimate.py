@@ -52,7 +52,7 @@ def _count(text: str | None, what: str) -> int | None:
 def _operation_routes(
     params: str | None, active: str | None, tokens: str | None, inference_tokens: str | None
 ) -> list[_Route]:
-    n = _count(active, "--active-params") or _count(params, "--params")
+    n = _count(active, "--active-params") if active is not None else _count(params, "--params")
     routes: list[_Route] = []
     if (tokens or inference_tokens) and n is None:
         raise InputError("estimate.params_missing", "--tokens needs --params or --active-params")

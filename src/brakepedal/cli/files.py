@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from brakepedal.errors import InputError, StorageError
 
-__all__ = ["read_input", "write_new_file"]
+__all__ = ["read_input", "vkey_text", "write_new_file"]
 
 _CHUNK = 1 << 20
 
@@ -64,3 +64,14 @@ def write_new_file(path: Path, data: bytes, *, secret: bool = False, force: bool
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+_MAX_VKEY_BYTES = 4096
+
+
+def vkey_text(value: str) -> str:
+    """A vkey given inline (``name+id+key``) or as the path of a file that holds one."""
+    path = Path(value)
+    if "+" not in value or path.is_file():
+        value = read_input(path, what="vkey", max_bytes=_MAX_VKEY_BYTES).decode("utf-8", "replace")
+    return value.strip()

@@ -41,29 +41,53 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 _MAX_FILE = 8_000_000
 
 
+#: A verified view is reused while its inputs are unchanged, for at most this long: expiry
+#: (freeze) is checked again at least this often.
+_REVERIFY_EVERY = timedelta(seconds=60)
+
+
 @dataclass
 class _Governance:
     repo: Path
     trusted_root: Path
     evidence: Path
+    _view: GovernanceView | None = None
+    _fingerprint: tuple[int, ...] = ()
+    _verified_at: datetime | None = None
+
+    def _inputs_fingerprint(self) -> tuple[int, ...]:
+        paths = [self.trusted_root, self.evidence, *sorted(self.repo.rglob("*"))]
+        stats = [path.stat() for path in paths if path.is_file()]
+        return tuple(value for st in stats for value in (st.st_mtime_ns, st.st_size))
+
+    def _load(self, at: datetime) -> GovernanceView:
+        fingerprint = self._inputs_fingerprint()
+        fresh = self._verified_at is not None and at - self._verified_at < _REVERIFY_EVERY
+        if self._view is not None and fresh and fingerprint == self._fingerprint:
+            return self._view
+        self._view = None
+        self._view = GovernanceView.load(
+            trusted_root=read_input(self.trusted_root, what="trusted root", max_bytes=_MAX_FILE),
+            repository=read_repository(self.repo),
+            evidence=LogEvidence.from_bytes(
+                read_input(self.evidence, what="evidence", max_bytes=_MAX_FILE)
+            ),
+            at=at,
+        )
+        self._fingerprint, self._verified_at = fingerprint, at
+        return self._view
 
     def state(
         self, at: datetime
     ) -> tuple[Sequence[PauseOrderTerms] | None, Sequence[PermitTerms], str]:
-        """Orders in force and permits valid at ``at``; None orders if nothing verifies."""
+        """Orders in force and permits valid at ``at``; None orders if nothing verifies.
+
+        The view is verified again when any input file changes, and at least every minute.
+        """
         try:
-            view = GovernanceView.load(
-                trusted_root=read_input(
-                    self.trusted_root, what="trusted root", max_bytes=_MAX_FILE
-                ),
-                repository=read_repository(self.repo),
-                evidence=LogEvidence.from_bytes(
-                    read_input(self.evidence, what="evidence", max_bytes=_MAX_FILE)
-                ),
-                at=at,
-            )
-        except BrakepedalError as error:
-            return None, (), error.reason
+            view = self._load(at)
+        except (BrakepedalError, OSError) as error:
+            return None, (), getattr(error, "reason", "gate.inputs_unreadable")
         return view.orders_in_force(at), view.permits_valid(at), "verified"
 
 

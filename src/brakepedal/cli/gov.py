@@ -47,7 +47,9 @@ from brakepedal.model.types import (
     format_utc,
 )
 from brakepedal.tlog import merkle
+from brakepedal.tlog.checkpoint import Checkpoint
 from brakepedal.tlog.log import TransparencyLog
+from brakepedal.tlog.note import Note
 from brakepedal.tlog.proof import InclusionProof
 from brakepedal.tlog.sqlstore import SqlLogStore, database_url
 
@@ -226,9 +228,6 @@ def evidence(
     db: DbOption,
 ) -> None:
     """Inclusion proofs for every published file under a (witnessed) checkpoint."""
-    from brakepedal.tlog.checkpoint import Checkpoint  # noqa: PLC0415
-    from brakepedal.tlog.note import Note  # noqa: PLC0415
-
     note_bytes = read_input(checkpoint, what="checkpoint", max_bytes=1_000_000)
     size = Checkpoint.from_body(Note.from_bytes(note_bytes).text).size
     entries = json.loads((repo / _LOG_ENTRIES).read_bytes())

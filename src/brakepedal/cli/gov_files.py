@@ -31,13 +31,17 @@ def moment_of(text: str | None) -> datetime:
 
 
 def read_repository(repo: Path) -> dict[str, bytes]:
+    """Every metadata and target file of the repository at ``repo``, by relative name."""
+    if not repo.is_dir():
+        raise InputError("file.not_found", f"governance repository {str(repo)!r} does not exist")
     files: dict[str, bytes] = {}
     for folder in ("metadata", "targets"):
         base = repo / folder
         if base.is_dir():
             for path in sorted(base.rglob("*")):
                 if path.is_file():
-                    files[path.relative_to(repo).as_posix()] = path.read_bytes()
+                    name = path.relative_to(repo).as_posix()
+                    files[name] = read_input(path, what=name, max_bytes=_MAX_FILE)
     return files
 
 

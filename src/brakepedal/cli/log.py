@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from brakepedal.cli.files import read_input, write_new_file
+from brakepedal.cli.files import read_input, vkey_text, write_new_file
 from brakepedal.cli.keys import load_signer
 from brakepedal.cli.output import reports_errors
 from brakepedal.errors import InputError, TrustError
@@ -43,7 +43,6 @@ DbOption = Annotated[
 OutOption = Annotated[
     Path | None, typer.Option("--out", help="Write the result to this file, not stdout.")
 ]
-_MAX_VKEY_BYTES = 4096
 #: One ``append --lines`` batch; larger inputs are split by the caller into several batches.
 _MAX_LINES_BYTES = 256 * 1024 * 1024
 
@@ -66,11 +65,7 @@ def _emit(data: bytes, out: Path | None) -> None:
 
 
 def _read_vkey(value: str) -> NoteVerifier:
-    """A vkey given inline (name+id+key) or as a path to a file that holds one."""
-    path = Path(value)
-    if "+" not in value or path.is_file():
-        value = read_input(path, what="vkey", max_bytes=_MAX_VKEY_BYTES).decode("utf-8", "replace")
-    return NoteVerifier.from_vkey(value.strip())
+    return NoteVerifier.from_vkey(vkey_text(value))
 
 
 @app.command()

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from brakepedal.cli.files import read_input, write_new_file
+from brakepedal.cli.files import read_input, vkey_text, write_new_file
 from brakepedal.cli.keys import load_signer
 from brakepedal.cli.output import reports_errors
 from brakepedal.errors import InputError, StorageError
@@ -52,22 +52,13 @@ LogVkeysOption = Annotated[
         help="A followed log's vkey, inline or a file; its key name is the log's origin.",
     ),
 ]
-_MAX_VKEY_BYTES = 4096
 _MAX_PROOF_BYTES = 1_000_000
-
-
-def _vkey_text(value: str) -> str:
-    """A vkey given inline (name+id+key) or as a path to a file that holds one."""
-    path = Path(value)
-    if "+" not in value or path.is_file():
-        value = read_input(path, what="vkey", max_bytes=_MAX_VKEY_BYTES).decode("utf-8", "replace")
-    return value.strip()
 
 
 def _followed_logs(values: list[str]) -> dict[str, NoteVerifier]:
     logs: dict[str, NoteVerifier] = {}
     for value in values:
-        verifier = NoteVerifier.from_vkey(_vkey_text(value))
+        verifier = NoteVerifier.from_vkey(vkey_text(value))
         if verifier.name in logs:
             raise InputError("witness.duplicate_log", f"two --log-vkey for {verifier.name!r}")
         logs[verifier.name] = verifier
@@ -242,8 +233,8 @@ def verify(
     ] = None,
 ) -> None:
     """Check the log's signature and that enough distinct witnesses cosigned the checkpoint."""
-    log_key = NoteVerifier.from_vkey(_vkey_text(log_vkey))
-    witnesses = [CosignatureVerifier.from_vkey(_vkey_text(value)) for value in witness_vkey]
+    log_key = NoteVerifier.from_vkey(vkey_text(log_vkey))
+    witnesses = [CosignatureVerifier.from_vkey(vkey_text(value)) for value in witness_vkey]
     data = read_input(checkpoint, what="checkpoint", max_bytes=DEFAULT_LIMITS.max_note_bytes)
     signed = open_checkpoint(data, log_key, origin=origin or log_key.name)
     required = len(witnesses) if threshold is None else threshold

@@ -36,7 +36,7 @@ from itertools import pairwise
 from typing import Any, ClassVar, Literal, NoReturn
 
 from brakepedal.crypto.canonical import MAX_SAFE_INTEGER, canonical_json, require_canonical
-from brakepedal.errors import InputError
+from brakepedal.errors import InputError, located
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.model.types import (
     DeviceId,
@@ -79,11 +79,6 @@ _HEADER = frozenset({"type", "spec_version"})
 _NONE = type(None)
 
 # ------------------------------------------------------------------ reading JSON values
-
-
-def _located(error: InputError, where: str) -> InputError:
-    """``error`` with ``where`` (a field's path) in front of its message."""
-    return InputError(error.reason, f"{where}: {error.message}")
 
 
 def _same(value: object) -> object:
@@ -166,7 +161,7 @@ class _Document:
                 try:
                     object.__setattr__(self, name, utc_datetime(value))
                 except InputError as e:
-                    raise _located(e, f"{self.kind}.{name}") from e
+                    raise located(e, f"{self.kind}.{name}") from e
 
     def _check_text(self, name: str, limit: int) -> None:
         text: str = getattr(self, name)
@@ -218,7 +213,7 @@ class PauseOrder(_Document):
             try:
                 Identifier(value)
             except InputError as e:
-                raise _located(e, f"{self.kind}.jurisdictions") from e
+                raise located(e, f"{self.kind}.jurisdictions") from e
         if self.sunset <= self.effective_from:
             self._fail("document.sunset_invalid", "sunset", "is not after effective_from")
         if self.sunset - self.effective_from > timedelta(days=MAX_ORDER_DAYS):
@@ -438,4 +433,4 @@ def _field(
     try:
         return parse(document[name])
     except InputError as e:
-        raise _located(e, f"{kind}.{name}") from e
+        raise located(e, f"{kind}.{name}") from e

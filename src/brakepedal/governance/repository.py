@@ -42,6 +42,7 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization import DeserializationError
 
+from brakepedal.crypto.canonical import parse_json_object
 from brakepedal.errors import InputError, TrustError
 from brakepedal.governance.agreement import (
     DELEGATED_ROLES,
@@ -49,6 +50,7 @@ from brakepedal.governance.agreement import (
     agreement_of,
     role_for_path,
 )
+from brakepedal.model.limits import Limits
 from brakepedal.model.types import SignatoryId, utc_datetime
 
 __all__ = [
@@ -69,7 +71,7 @@ __all__ = [
 
 PROPOSAL_FORMAT = "brakepedal.governance-proposal"
 _METADATA = re.compile(r"metadata/(?P<version>[1-9][0-9]{0,8})\.(?P<role>[a-z-]+)\.json")
-_MAX_PROPOSAL_BYTES = 4_000_000
+_PROPOSAL_LIMITS = Limits(max_json_bytes=4_000_000)
 
 Repository = Mapping[str, bytes]
 
@@ -133,13 +135,8 @@ class Proposal:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Proposal:
-        if len(data) > _MAX_PROPOSAL_BYTES:
-            raise InputError("proposal.too_large", f"proposal of {len(data)} bytes")
-        try:
-            document = json.loads(data)
-        except ValueError as e:
-            raise InputError("proposal.invalid", f"proposal is not JSON: {e}") from e
-        if not isinstance(document, dict) or document.get("format") != PROPOSAL_FORMAT:
+        document = parse_json_object(data, limits=_PROPOSAL_LIMITS, what="proposal")
+        if document.get("format") != PROPOSAL_FORMAT:
             raise InputError("proposal.format_invalid", f"not a {PROPOSAL_FORMAT}")
         try:
             return cls(

@@ -38,6 +38,7 @@ from tuf.api.metadata import Root, Targets
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType
 
+from brakepedal.crypto.canonical import parse_json_object
 from brakepedal.errors import BrakepedalError, InputError, TrustError
 from brakepedal.governance.agreement import (
     DELEGATED_ROLES,
@@ -55,6 +56,7 @@ from brakepedal.governance.documents import (
 )
 from brakepedal.governance.repository import Repository
 from brakepedal.governance.rules import check_sunset, order_terms, permit_terms
+from brakepedal.model.limits import Limits
 from brakepedal.model.types import utc_datetime
 from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
 from brakepedal.tlog import merkle
@@ -65,7 +67,7 @@ from brakepedal.tlog.proof import InclusionProof, parse_proof
 __all__ = ["EVIDENCE_FORMAT", "GovernanceView", "LogEvidence", "policy_file_path"]
 
 EVIDENCE_FORMAT = "brakepedal.governance-evidence"
-_MAX_EVIDENCE_BYTES = 8_000_000
+_EVIDENCE_LIMITS = Limits(max_json_bytes=8_000_000)
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,8 @@ class LogEvidence:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LogEvidence:
-        if len(data) > _MAX_EVIDENCE_BYTES:
-            raise InputError("evidence.too_large", f"evidence of {len(data)} bytes")
-        try:
-            document = json.loads(data)
-        except ValueError as e:
-            raise InputError("evidence.invalid", f"evidence is not JSON: {e}") from e
-        if not isinstance(document, dict) or document.get("format") != EVIDENCE_FORMAT:
+        document = parse_json_object(data, limits=_EVIDENCE_LIMITS, what="evidence")
+        if document.get("format") != EVIDENCE_FORMAT:
             raise InputError("evidence.format_invalid", f"not a {EVIDENCE_FORMAT}")
         checkpoint, proofs = document.get("checkpoint"), document.get("proofs")
         if not isinstance(checkpoint, str) or not isinstance(proofs, dict):

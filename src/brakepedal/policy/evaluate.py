@@ -31,6 +31,7 @@ from fractions import Fraction
 
 from brakepedal.accounting.ledger import UNSITED, Ledger, Subject
 from brakepedal.accounting.lineage import RunKind
+from brakepedal.accounting.usage import EARLIEST, LATEST
 from brakepedal.errors import InputError
 from brakepedal.model.types import (
     EntityId,
@@ -82,7 +83,12 @@ def evaluate(
             policy's bound rule, control rule and exempt workloads.
     """
     _check_ledger(policy, ledger)
-    state = _Evaluator(policy, ledger, utc_datetime(at), tuple(permits), frozenset(notified))
+    moment = utc_datetime(at)
+    if not EARLIEST <= moment <= LATEST:
+        raise InputError(
+            "policy.time_out_of_range", f"evaluation time {moment} is outside 1970 to 9000"
+        )
+    state = _Evaluator(policy, ledger, moment, tuple(permits), frozenset(notified))
     for index, rule in enumerate(policy.rules):
         if rule.subject == "site":
             state.cluster(index, rule, frozenset(monitored_sites) - {UNSITED})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 import pytest
@@ -100,6 +100,8 @@ def test_max_rolling_finds_the_busiest_interval() -> None:
     peak = book.max_rolling(Subject.GROUP, "acme", timedelta(hours=1))
     assert peak.flop == Flop(8 * FIVE_MINUTES)
     assert peak.end is not None
+    assert T0 + timedelta(minutes=5) <= peak.end <= T0 + timedelta(hours=1)
+    assert book.within(Subject.GROUP, "acme", peak.end - timedelta(hours=1), peak.end) == peak.flop
     assert book.max_rolling(Subject.GROUP, "nobody", timedelta(hours=1)).flop == Flop(0)
     with pytest.raises(InputError, match=r"ledger\.width_invalid"):
         book.max_rolling(Subject.GROUP, "acme", timedelta(0))
@@ -194,3 +196,31 @@ def test_bad_windows(changes: dict[str, object], reason: str) -> None:
     with pytest.raises(InputError) as caught:
         UsageWindow(**fields)  # type: ignore[arg-type]
     assert caught.value.reason == reason
+
+
+def test_overlapping_windows_of_one_device_are_refused_not_summed() -> None:
+    with pytest.raises(InputError) as caught:
+        ledger([window(minute=0), window(minute=1)])
+    assert caught.value.reason == "ledger.window_overlap"
+    assert "gpu-0" in caught.value.message
+    with pytest.raises(InputError, match=r"ledger\.window_overlap"):
+        ledger([window(minute=0), window(minute=0)])  # an exact duplicate too
+    # Back to back, or at once on two devices, is fine.
+    assert ledger([window(minute=0), window(minute=5), window("gpu-1", minute=0)]).total(
+        Subject.GROUP, "acme"
+    ) == Flop(3 * FIVE_MINUTES)
+
+
+@pytest.mark.parametrize(
+    "start", [datetime(1969, 12, 31, 23, 0, tzinfo=UTC), datetime(8999, 12, 31, 23, 58, tzinfo=UTC)]
+)
+def test_windows_outside_1970_to_9000_are_refused(start: datetime) -> None:
+    with pytest.raises(InputError, match=r"usage\.time_out_of_range"):
+        UsageWindow(
+            device=DeviceId("gpu"),
+            accelerator="H100",
+            owner=EntityId("acme"),
+            start=start,
+            end=start + timedelta(minutes=5),
+            busy_seconds=Fraction(1),
+        )

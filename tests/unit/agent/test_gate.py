@@ -304,36 +304,52 @@ def test_decision_table(
     assert decide(job, at=NOW, orders=orders, permits=permits).reason == reason
 
 
+def declaration(**fields: object) -> bytes:
+    base: dict[str, object] = {
+        "format": "brakepedal.job-declaration",
+        "version": 1,
+        "job": "job-1",
+        "owner_group": "lab",
+        "jurisdictions": ["eu"],
+    }
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not DROP}).encode()
+
+
+DROP = object()
+
+
 @pytest.mark.parametrize(
-    ("document", "reason"),
+    ("document", "reason", "named"),
     [
-        (b"not json", "declaration.invalid"),
-        (b"[]", "declaration.format_invalid"),
-        (
-            b'{"format": "brakepedal.job-declaration", "version": 1, "jobb": "x"}',
-            "declaration.unknown_field",
-        ),
-        (
-            b'{"format": "brakepedal.job-declaration", "version": 2}',
-            "declaration.version_unsupported",
-        ),
-        (
-            b'{"format": "brakepedal.job-declaration", "version": 1, "jurisdictions": "eu"}',
-            "declaration.field_invalid",
-        ),
-        (
-            b'{"format": "brakepedal.job-declaration", "version": 1, "jurisdictions": []}',
-            "declaration.field_invalid",
-        ),
-        (
-            b'{"format": "brakepedal.job-declaration", "version": 1, "jurisdictions": [],'
-            b' "job": "J", "owner_group": "lab"}',
-            "job_id.invalid_character",
-        ),
-        (b"x" * 70_000, "declaration.too_large"),
+        (b"not json", "json.invalid", "declaration"),
+        (b"[]", "json.not_object", "declaration"),
+        (b"[" * 32_000 + b"]" * 32_000, "json.too_deep", "declaration"),
+        (declaration(format="other"), "declaration.format_invalid", "declaration.format"),
+        (declaration(jobb="x"), "declaration.unknown_field", "declaration.jobb"),
+        (declaration(version=2), "declaration.version_unsupported", "declaration.version"),
+        (declaration(version=True), "declaration.version_unsupported", "declaration.version"),
+        (declaration(job=DROP), "declaration.field_missing", "declaration.job"),
+        (declaration(job="J"), "job_id.invalid_character", "declaration.job"),
+        (declaration(workload="mining"), "declaration.field_invalid", "declaration.workload"),
+        (declaration(workload=3), "declaration.field_invalid", "declaration.workload"),
+        (declaration(jurisdictions="eu"), "declaration.field_invalid", "declaration.jurisdictions"),
+        (declaration(jurisdictions=[]), "declaration.field_invalid", "declaration.jurisdictions"),
+        (declaration(jurisdictions=[""]), "identifier.empty", "declaration.jurisdictions"),
+        (declaration(expected_flop=5), "flop.format_invalid", "declaration.expected_flop"),
+        (declaration(lineage_flop="-1"), "flop.format_invalid", "declaration.lineage_flop"),
+        (b"x" * 70_000, "declaration.too_large", "declaration"),
     ],
 )
-def test_bad_declarations(document: bytes, reason: str) -> None:
+def test_bad_declarations(document: bytes, reason: str, named: str) -> None:
     with pytest.raises(InputError) as caught:
         parse_declaration(document)
     assert caught.value.reason == reason
+    assert named in caught.value.message
+
+
+def test_a_minimal_declaration_reads_its_defaults() -> None:
+    job = parse_declaration(declaration())
+    assert job.workload is Workload.UNKNOWN
+    assert job.lineage_flop == Flop(0)
+    assert job.expected_flop is None

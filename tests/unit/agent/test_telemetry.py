@@ -739,3 +739,29 @@ def test_replays_a_real_training_node() -> None:
         expected_mj = int(np.rint(trace.power_w * 1000).sum())
         assert end.energy_mj == expected_mj
         assert end.energy_mj == pytest.approx(trace.power_w.sum() * 1000, rel=1e-6)
+
+
+def test_a_trace_spanning_centuries_is_refused_before_allocating(tmp_path: Path) -> None:
+    path = tmp_path / "span.csv"
+    path.write_text(
+        "timestamp, power.draw [W], utilization.gpu [%]\n"
+        "2024/01/01 00:00:00.000, 100 W, 50 %\n"
+        "2999/01/01 00:00:01.000, 100 W, 50 %\n"
+    )
+    with pytest.raises(InputError) as caught:
+        read_nvidia_smi_csv(path, devices=1)
+    assert caught.value.reason == "trace.too_large"
+    assert "span.csv" in caught.value.message
+
+
+@pytest.mark.parametrize("devices", [0, True, 2.5])
+def test_devices_must_be_a_positive_integer(tmp_path: Path, devices: object) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text(
+        "timestamp, power.draw [W], utilization.gpu [%]\n"
+        "2024/01/01 00:00:00.000, 100 W, 50 %\n"
+        "2024/01/01 00:00:01.000, 100 W, 50 %\n"
+    )
+    with pytest.raises(InputError) as caught:
+        read_nvidia_smi_csv(path, devices=devices)  # type: ignore[arg-type]
+    assert caught.value.reason == "trace.devices_invalid"

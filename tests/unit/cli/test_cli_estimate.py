@@ -103,3 +103,10 @@ def test_list_accelerators_cites_epoch() -> None:
 )
 def test_bad_estimate_arguments_name_the_problem(args: tuple[str, ...], reason: str) -> None:
     assert f"reason: {reason}" in run(*args, code=EXIT_INPUT)
+
+
+def test_zero_active_parameters_are_not_replaced_by_the_total() -> None:
+    document = json.loads(
+        run("--params", "405B", "--active-params", "0", "--tokens", "1T", "--json")
+    )
+    assert document["routes"][0]["flop"] == "0"

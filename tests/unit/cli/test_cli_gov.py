@@ -186,3 +186,100 @@ def test_bad_agreement_files_name_the_field(repo: Path) -> None:
         code=EXIT_INPUT,
     )
     assert "agreement.threshold_invalid" in output
+
+
+@pytest.mark.parametrize(
+    ("replace_from", "replace_to", "reason", "named"),
+    [
+        (
+            "witness_threshold = 1\n",
+            'witness_threshold = 1\nwitnesses = "x"\n',
+            "agreement.unknown_field",
+            "witnesses",
+        ),
+        (
+            "max_sunset_days = 30",
+            'max_sunset_days = "30"',
+            "agreement.field_invalid",
+            "max_sunset_days",
+        ),
+        (
+            "max_sunset_days = 30",
+            "max_sunset_days = 1000000000",
+            "agreement.sunset_invalid",
+            "max_sunset_days",
+        ),
+        (
+            'operator_keys = ["keys/operator.pub.json"]',
+            'operator_keys = "keys/operator.pub.json"',
+            "agreement.field_invalid",
+            "operator_keys",
+        ),
+        ('log_origin = "gov.test/log"', "log_origin = 7", "agreement.field_invalid", "log_origin"),
+        (
+            "policy_threshold = 2",
+            "policy_threshold = true",
+            "agreement.field_invalid",
+            "policy_threshold",
+        ),
+        (
+            '[[witnesses]]\nvkey = "keys/w1.cosign.vkey"\n',
+            '[[witnesses]]\nvkey = "keys/w1.cosign.vkey"\nname = {a = 1}\ncolour = "red"\n',
+            "agreement.field_invalid",
+            "witnesses[0]",
+        ),
+        ("[agreement]\n", "agreement = 1\n[other]\n", "agreement.field_invalid", "[agreement]"),
+    ],
+)
+def test_wrongly_typed_agreement_values_are_named(
+    repo: Path, replace_from: str, replace_to: str, reason: str, named: str
+) -> None:
+    text = (repo / "agreement.toml").read_text()
+    assert replace_from in text
+    (repo / "bad.toml").write_text(text.replace(replace_from, replace_to, 1))
+    output = run(
+        "gov",
+        "init",
+        "--repo",
+        str(repo / "x"),
+        "--agreement",
+        str(repo / "bad.toml"),
+        code=EXIT_INPUT,
+    )
+    assert f"reason: {reason}" in output
+    assert named in output
+    assert "Traceback" not in output
+
+
+def test_deeply_nested_proposal_and_evidence_are_refused(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(repo)
+    (repo / "repo" / "proposals" / "deep.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    output = run("gov", "status", "--repo", "repo", "--proposal", "deep", code=EXIT_INPUT)
+    assert "reason: json.too_deep" in output
+    (repo / "evidence.json").write_bytes(b'{"a": ' * 1000 + b"1" + b"}" * 1000)
+    output = run(
+        "gov",
+        "view",
+        "--repo",
+        "repo",
+        "--trusted-root",
+        "keys/p1.pub.json",
+        "--evidence",
+        "evidence.json",
+        code=EXIT_INPUT,
+    )
+    assert "reason: json.too_deep" in output
+    missing = run(
+        "gov",
+        "timestamp",
+        "--repo",
+        "nowhere",
+        "--operator-key",
+        "keys/operator.key",
+        "--db",
+        "x.db",
+        code=EXIT_INPUT,
+    )
+    assert "reason: file.not_found" in missing

@@ -31,6 +31,10 @@ def test_presets_lists_every_preset() -> None:
 
 def test_check_validates_a_preset_and_a_file(tmp_path: Path) -> None:
     assert "valid" in run("check", "eu-ai-act")
+    text = (ROOT / "src" / "brakepedal" / "policy" / "presets" / "ca-sb-53.toml").read_text()
+    own = tmp_path / "mine.toml"
+    own.write_text(text.replace('id = "ca-sb-53"', 'id = "mine"', 1))
+    assert "mine v1 (in_force): 1 rules" in run("check", str(own))
     explained = run("explain", "eu-ai-act")
     assert "1e25" in explained
     assert "2024/1689" in explained
@@ -118,3 +122,9 @@ def test_notify_obligation_shows_its_due_date_and_notified_marks_it_done(tmp_pat
         "systemic-risk-notification:atlas",
     )
     assert "(done)" in done
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+def test_evaluation_times_at_the_ends_of_the_calendar_are_refused(at: str) -> None:
+    output = run("check", "eu-ai-act", "--usage", EXAMPLE, "--at", at, code=EXIT_INPUT)
+    assert "reason: policy.time_out_of_range" in output
