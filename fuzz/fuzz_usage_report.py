@@ -1,4 +1,4 @@
-"""Fuzz target: signed usage reports (``brakepedal.agent.report.open_report``).
+"""Fuzz target: signed usage reports (``brakepedal.wire.report.open_report``).
 
 Only :class:`~brakepedal.errors.BrakepedalError` may escape. The envelope is opened under RFC
 8032 TEST 1's public test key (the seeds are signed with it, so the fuzzer reaches the report
@@ -9,11 +9,11 @@ exactly one byte form and convert to the accounting's usage window.
 
 from __future__ import annotations
 
-from brakepedal.agent.report import open_report, parse_report, to_usage_window
 from brakepedal.crypto.dsse import parse_envelope
 from brakepedal.errors import BrakepedalError
 from brakepedal.model.limits import Limits
 from brakepedal.model.types import EntityId
+from brakepedal.wire.report import open_report, parse_report, to_usage_window
 from fuzz.fuzz_envelope import TEST_KEY
 
 # Small bounds keep each run fast while still exercising the size checks.

@@ -1,6 +1,6 @@
 """Accelerator telemetry behind one interface: NVML on real hosts, traces in simulation.
 
-A :class:`TelemetryBackend` lists its devices and takes one :class:`~brakepedal.agent.minute.Sample`
+A :class:`TelemetryBackend` lists its devices and takes one :class:`~brakepedal.wire.minute.Sample`
 of one device at a time the caller names (1 Hz in the agent). Time is an argument: the backend
 stamps the sample with ``at`` and never reads a clock itself.
 
@@ -29,10 +29,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from brakepedal.accounting.catalogue import Accelerator, Catalogue, default_catalogue
-from brakepedal.agent.minute import Sample
 from brakepedal.agent.traces import Trace, synthetic_trace
 from brakepedal.errors import InfrastructureError, InputError
 from brakepedal.model.types import utc_datetime
+from brakepedal.wire.minute import Sample
 
 __all__ = [
     "DeviceInfo",

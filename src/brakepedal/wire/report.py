@@ -3,7 +3,7 @@
 A report states what the device did in a window of whole minutes (default five): busy and
 tensor-active time, energy, memory, interconnect bytes, the job it was attributed to, and the
 Merkle root (RFC 9162, :mod:`brakepedal.tlog.merkle`) over the canonical bytes of its minute
-records (:mod:`brakepedal.agent.minute`), which stay on the node until an auditor challenges
+records (:mod:`brakepedal.wire.minute`), which stay on the node until an auditor challenges
 one. It also names the governance state the agent saw. Reports form a chain per device:
 ``sequence`` counts up by one and ``previous`` is the SHA-256 of the previous report's
 canonical bytes (64 zeros for sequence 0), so a dropped, reordered or rewritten report breaks
@@ -32,18 +32,6 @@ from fractions import Fraction
 from itertools import pairwise
 
 from brakepedal.accounting.usage import UsageWindow
-from brakepedal.agent._wire import fail
-from brakepedal.agent.minute import MinuteRecord, parse_minute
-from brakepedal.agent.report_format import (
-    GENESIS_PREVIOUS,
-    MINUTE,
-    REPORT_FORMAT,
-    Attribution,
-    GovernanceSeen,
-    UsageReport,
-    parse_report,
-    window_minutes,
-)
 from brakepedal.crypto.dsse import brakepedal_payload_type, open_envelope, sign_envelope
 from brakepedal.crypto.keys import Key, Signer
 from brakepedal.errors import InputError, TrustError
@@ -54,6 +42,18 @@ from brakepedal.tlog.merkle import (
     leaf_hash,
     root_from_leaf_hashes,
     verify_inclusion,
+)
+from brakepedal.wire._codec import fail
+from brakepedal.wire.minute import MinuteRecord, parse_minute
+from brakepedal.wire.report_format import (
+    GENESIS_PREVIOUS,
+    MINUTE,
+    REPORT_FORMAT,
+    Attribution,
+    GovernanceSeen,
+    UsageReport,
+    parse_report,
+    window_minutes,
 )
 
 __all__ = [
@@ -95,7 +95,7 @@ def build_report(
     """The report over ``minutes``: one record per minute of the window, in order.
 
     Sums come from the records; a record with no samples counts as fully busy (see
-    :mod:`brakepedal.agent.minute`), so busy time is never below what was missed nor above
+    :mod:`brakepedal.wire.minute`), so busy time is never below what was missed nor above
     the window. ``tensor_active_ms`` is null when any minute lacks it; ``interconnect_bytes``
     sums PCIe and NVLink where measured, null when no minute measured either.
     """

@@ -15,8 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from brakepedal.accounting.usage import Workload
-from brakepedal.agent.minute import SLOTS, MinuteRecord, Sample, summarise_minute
-from brakepedal.agent.report import (
+from brakepedal.crypto.canonical import canonical_json
+from brakepedal.crypto.dsse import brakepedal_payload_type, sign_envelope
+from brakepedal.crypto.keys import CryptoSigner, generate_ed25519
+from brakepedal.errors import BrakepedalError, InputError, TrustError
+from brakepedal.model.types import DeviceId, EntityId, JobId, PermitId, SiteId
+from brakepedal.wire.minute import SLOTS, MinuteRecord, Sample, summarise_minute
+from brakepedal.wire.report import (
     GENESIS_PREVIOUS,
     Attribution,
     GovernanceSeen,
@@ -31,11 +36,6 @@ from brakepedal.agent.report import (
     verify_minute,
     verify_minutes,
 )
-from brakepedal.crypto.canonical import canonical_json
-from brakepedal.crypto.dsse import brakepedal_payload_type, sign_envelope
-from brakepedal.crypto.keys import CryptoSigner, generate_ed25519
-from brakepedal.errors import BrakepedalError, InputError, TrustError
-from brakepedal.model.types import DeviceId, EntityId, JobId, PermitId, SiteId
 
 T0 = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

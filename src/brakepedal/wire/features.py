@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from brakepedal.agent._wire import fail
 from brakepedal.model.types import DeviceId
+from brakepedal.wire._codec import fail
 
 if TYPE_CHECKING:
-    from brakepedal.agent.minute import MinuteRecord, Sample
+    from brakepedal.wire.minute import MinuteRecord, Sample
 
 __all__ = [
     "MAX_INTERCONNECT_BYTES_PER_S",

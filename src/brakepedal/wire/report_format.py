@@ -1,8 +1,8 @@
 """The usage report's format: its fields, invariants, canonical bytes and strict parser.
 
-The values and rules are those of :mod:`brakepedal.agent.report`, which builds, signs, opens,
+The values and rules are those of :mod:`brakepedal.wire.report`, which builds, signs, opens,
 chains and challenges reports and re-exports everything here; ``docs/agent.md`` gives every
-field with its unit. Reasons are listed in :mod:`brakepedal.agent.report`.
+field with its unit. Reasons are listed in :mod:`brakepedal.wire.report`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from brakepedal.accounting.usage import MAX_WINDOW_SECONDS, Workload
-from brakepedal.agent._wire import (
+from brakepedal.errors import InputError
+from brakepedal.model.limits import DEFAULT_LIMITS, Limits
+from brakepedal.model.types import DeviceId, EntityId, JobId, PermitId, SiteId
+from brakepedal.wire._codec import (
     SHA256_HEX,
     Parse,
     canonical_time,
@@ -25,9 +28,6 @@ from brakepedal.agent._wire import (
     read_record,
     write_record,
 )
-from brakepedal.errors import InputError
-from brakepedal.model.limits import DEFAULT_LIMITS, Limits
-from brakepedal.model.types import DeviceId, EntityId, JobId, PermitId, SiteId
 
 __all__ = [
     "GENESIS_PREVIOUS",

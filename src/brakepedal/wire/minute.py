@@ -4,7 +4,7 @@ Pure: samples and times are arguments. A :class:`MinuteRecord` keeps the within-
 structure that averages lose (a training step loop and a queue of inference requests can draw
 the same mean power): the per-second power series itself, its variance and spectral peak,
 busy and tensor-active time, the energy counter's delta. Records stay on the node; a usage
-report signs only the Merkle root over their canonical bytes (:mod:`brakepedal.agent.report`),
+report signs only the Merkle root over their canonical bytes (:mod:`brakepedal.wire.report`),
 and a challenge reveals one with its inclusion proof. ``docs/agent.md`` gives every field.
 
 Signed JSON carries no floats (:mod:`brakepedal.crypto.canonical`), so every fractional feature
@@ -30,7 +30,9 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import ClassVar
 
-from brakepedal.agent._wire import (
+from brakepedal.model.limits import DEFAULT_LIMITS, Limits
+from brakepedal.model.types import DeviceId
+from brakepedal.wire._codec import (
     Parse,
     canonical_time,
     check_datetime,
@@ -39,7 +41,7 @@ from brakepedal.agent._wire import (
     read_record,
     write_record,
 )
-from brakepedal.agent.features import (
+from brakepedal.wire.features import (
     MAX_POWER_MW,
     MAX_POWER_W,
     MIN_SPECTRAL_SAMPLES,
@@ -50,8 +52,6 @@ from brakepedal.agent.features import (
     power_statistics,
     spectral_peak,
 )
-from brakepedal.model.limits import DEFAULT_LIMITS, Limits
-from brakepedal.model.types import DeviceId
 
 __all__ = [
     "DEFAULT_COUNTER_MODULUS",

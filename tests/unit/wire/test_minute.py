@@ -15,8 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brakepedal.agent.features import pearson_ppm, power_statistics, spectral_peak
-from brakepedal.agent.minute import (
+from brakepedal.crypto.canonical import canonical_json
+from brakepedal.errors import BrakepedalError, InputError
+from brakepedal.model.types import DeviceId
+from brakepedal.wire.features import pearson_ppm, power_statistics, spectral_peak
+from brakepedal.wire.minute import (
     SLOTS,
     MinuteRecord,
     Sample,
@@ -24,9 +27,6 @@ from brakepedal.agent.minute import (
     parse_minute,
     summarise_minute,
 )
-from brakepedal.crypto.canonical import canonical_json
-from brakepedal.errors import BrakepedalError, InputError
-from brakepedal.model.types import DeviceId
 
 T0 = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
