@@ -5,8 +5,13 @@ The gate reads the job's declaration and the verified governance view
 a pause's scope with a message naming the order, and, while the job runs, re-verifies every
 ``--poll-seconds``: if an order comes into force that covers the job, it sends SIGTERM once
 the order's grace period has passed and SIGKILL ``--kill-after`` seconds later. Every step is
-recorded as one JSON line in ``--events`` (the agent's report stream takes these records once
-the agent ships; until then the file is the record).
+recorded as one JSON line in ``--events``; with ``--handins`` (or ``BRAKEPEDAL_HANDINS``) the
+steps the report stream carries (refused, started, signalled, exited) also go into the node's
+hand-in store (:mod:`brakepedal.agent.handin`), from which the agent puts them into every
+device's usage report for the window. Recording never stops the brake: the gate refuses or
+signals first, and a write that fails is reported on stderr. The job runs with
+``BRAKEPEDAL_JOB`` (and ``BRAKEPEDAL_PERMIT`` when a permit covers it) in its environment, so the
+agent can attribute its processes.
 
 Exit status: the job's own, or 5 when the gate refused or stopped it, or 2 for bad input.
 """
@@ -14,6 +19,7 @@ Exit status: the job's own, or 5 when the gate refused or stopped it, or 2 for b
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -27,13 +33,15 @@ import typer
 from rich.console import Console
 
 from brakepedal.agent.gate import GateDecision, JobDeclaration, decide, parse_declaration
+from brakepedal.agent.handin import HandIns
 from brakepedal.cli.files import read_input
 from brakepedal.cli.gov_files import read_repository
 from brakepedal.cli.output import EXIT_VIOLATION, reports_errors
 from brakepedal.errors import BrakepedalError, InputError
 from brakepedal.governance.view import GovernanceView, LogEvidence
-from brakepedal.model.types import format_utc
+from brakepedal.model.types import OrderId, format_utc
 from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
+from brakepedal.wire.report import GateEvent, GateEventKind, short_detail
 
 __all__ = ["gate"]
 
@@ -91,17 +99,105 @@ class _Governance:
         return view.orders_in_force(at), view.permits_valid(at), "verified"
 
 
+#: The gate's events that go into the report stream, by their name in ``--events``.
+_REPORTED = {
+    "refused": GateEventKind.REFUSED,
+    "started": GateEventKind.STARTED,
+    "sigterm": GateEventKind.SIGNALLED_TERM,
+    "sigkill": GateEventKind.SIGNALLED_KILL,
+    "exited": GateEventKind.EXITED,
+}
+#: Recording waits this long at most for another writer: it must not hold up the brake.
+_HANDIN_WAIT_SECONDS = 2.0
+
+
 class _Events:
-    def __init__(self, path: Path | None, job: JobDeclaration) -> None:
+    """Records each step on stderr, in ``--events`` and (reported kinds) in ``--handins``.
+
+    Recording never stops the brake: the caller signals or refuses first, and a write that
+    fails is reported on stderr and otherwise ignored.
+    """
+
+    def __init__(self, path: Path | None, handins: Path | None, job: JobDeclaration) -> None:
         self.path = path
+        self.handins = handins
         self.job = job
 
-    def record(self, event: str, **details: Any) -> None:
-        line = {"at": format_utc(datetime.now(UTC)), "event": event, "job": self.job.job, **details}
+    def record(self, event: str, *, order: OrderId | None = None, **details: Any) -> None:
+        at = datetime.now(UTC)
+        if order is not None:
+            details["order"] = order
+        line = {"at": format_utc(at), "event": event, "job": self.job.job, **details}
         console.print(f"gate: {event} {json.dumps(details, sort_keys=True)}", markup=False)
         if self.path is not None:
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(line, sort_keys=True) + "\n")
+            try:
+                with self.path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(line, sort_keys=True) + "\n")
+            except OSError as error:
+                console.print(
+                    f"gate: could not append {event} to {self.path}: {error}", markup=False
+                )
+        kind = _REPORTED.get(event)
+        if self.handins is not None and kind is not None:
+            self._hand_in(self.handins, at, kind, order, details)
+
+    def _hand_in(
+        self,
+        handins: Path,
+        at: datetime,
+        kind: GateEventKind,
+        order: OrderId | None,
+        details: dict[str, Any],
+    ) -> None:
+        try:
+            event = GateEvent(
+                at=at, job=self.job.job, kind=kind, order=order, detail=_detail(details)
+            )
+            with HandIns(handins, busy_timeout=_HANDIN_WAIT_SECONDS) as store:
+                store.add_event(event)
+        except (BrakepedalError, OSError) as error:
+            console.print(
+                f"gate: could not record {kind.value} in hand-ins {handins}: {error}",
+                markup=False,
+            )
+
+
+def _detail(details: dict[str, Any]) -> str:
+    """The report's ``detail``: the step's facts as ``key=value``; never the command line,
+    which may hold a customer's secrets."""
+    facts = (
+        f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+        for key, value in sorted(details.items())
+        if key not in {"command", "order"} and value is not None
+    )
+    return short_detail(" ".join(facts))
+
+
+@dataclass
+class _Stop:
+    """The order that stops the job, when it must have stopped, and when SIGTERM went out."""
+
+    order: OrderId | None
+    at: datetime
+    terminated_at: datetime | None = None
+
+
+def _check(
+    job: JobDeclaration, governance: _Governance, events: _Events, now: datetime, noted: bool
+) -> tuple[_Stop | None, bool]:
+    """Verify again; an order in force that covers the job gives the stop. A refresh that
+    fails is noted once and the job continues: only a verified order stops it."""
+    orders, permits, status = governance.state(now)
+    if orders is None:
+        if not noted:
+            events.record("governance_unavailable", reason=status)
+        return None, True
+    decision = decide(job, at=now, orders=orders, permits=permits)
+    if decision.allowed:
+        return None, noted
+    stop = _Stop(decision.order, max(now, decision.enforced_from or now))
+    events.record("order_in_force", order=stop.order, stop_at=format_utc(stop.at))
+    return stop, noted
 
 
 def _watch(
@@ -111,40 +207,44 @@ def _watch(
     events: _Events,
     poll: float,
     kill_after: float,
-) -> bool:
-    """Run until the job exits; returns True if the gate stopped it."""
-    stop_at: datetime | None = None
-    terminated_at: datetime | None = None
-    unavailable_noted = False
+) -> _Stop | None:
+    """Run until the job exits; returns the stop if the gate stopped it."""
+    stop: _Stop | None = None
+    noted = False
     while process.poll() is None:
         time.sleep(poll)
         now = datetime.now(UTC)
-        if stop_at is None:
-            orders, permits, status = governance.state(now)
-            if orders is None:
-                if not unavailable_noted:  # not proof of an order: a running job continues
-                    events.record("governance_unavailable", reason=status)
-                    unavailable_noted = True
-                continue
-            decision = decide(job, at=now, orders=orders, permits=permits)
-            if not decision.allowed:
-                stop_at = max(now, decision.enforced_from or now)
-                events.record("order_in_force", order=decision.order, stop_at=format_utc(stop_at))
-        if stop_at is not None and terminated_at is None and now >= stop_at:
-            process.send_signal(signal.SIGTERM)
-            terminated_at = now
-            events.record("sigterm", pid=process.pid)
-        if terminated_at is not None and now >= terminated_at + timedelta(seconds=kill_after):
+        if stop is None:
+            stop, noted = _check(job, governance, events, now, noted)
+        if stop is None:
+            continue
+        if stop.terminated_at is None and now >= stop.at:
+            process.send_signal(signal.SIGTERM)  # the signal first, then the record
+            stop.terminated_at = now
+            events.record("sigterm", order=stop.order, pid=process.pid)
+        if stop.terminated_at is not None and now >= stop.terminated_at + timedelta(
+            seconds=kill_after
+        ):
             process.kill()
-            events.record("sigkill", pid=process.pid)
+            events.record("sigkill", order=stop.order, pid=process.pid)
             process.wait()
-    return terminated_at is not None
+    return stop if stop is not None and stop.terminated_at is not None else None
 
 
 def _refuse(decision: GateDecision, events: _Events) -> None:
-    events.record("refused", reason=decision.reason, order=decision.order)
     console.print(f"[bold red]refused[/]: {decision.message} [{decision.reason}]")
+    events.record("refused", order=decision.order, reason=decision.reason)
     raise typer.Exit(EXIT_VIOLATION)
+
+
+def _child_environment(job: JobDeclaration, decision: GateDecision) -> dict[str, str]:
+    """The job's environment: the caller's, plus the job and permit the agent attributes the
+    job's processes to (a permit inherited from the caller is not the gate's to vouch for)."""
+    environment = {**os.environ, "BRAKEPEDAL_JOB": str(job.job)}
+    environment.pop("BRAKEPEDAL_PERMIT", None)
+    if decision.permit is not None:
+        environment["BRAKEPEDAL_PERMIT"] = str(decision.permit)
+    return environment
 
 
 @reports_errors
@@ -157,6 +257,14 @@ def gate(
     events: Annotated[
         Path | None, typer.Option(help="Append one JSON line per event here.")
     ] = None,
+    handins: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="BRAKEPEDAL_HANDINS",
+            help="The node's hand-in store: record refused, started, signalled and exited "
+            "there for the agent's usage reports.",
+        ),
+    ] = None,
     poll_seconds: Annotated[float, typer.Option(min=0.05, help="Re-verify this often.")] = 5.0,
     kill_after: Annotated[
         float, typer.Option(min=0.0, help="SIGKILL this long after SIGTERM.")
@@ -167,7 +275,7 @@ def gate(
         raise InputError("gate.command_missing", "give the job's command after --")
     job = parse_declaration(read_input(declaration, what="declaration", max_bytes=65_536))
     governance = _Governance(repo, trusted_root, evidence)
-    log = _Events(events, job)
+    log = _Events(events, handins, job)
     now = datetime.now(UTC)
     orders, permits, status = governance.state(now)
     decision = decide(job, at=now, orders=orders, permits=permits)
@@ -175,15 +283,28 @@ def gate(
         if orders is None:
             decision = GateDecision(False, decision.reason, f"{decision.message} ({status})")
         _refuse(decision, log)
-    log.record("started", reason=decision.reason, permit=decision.permit, command=command)
+    environment = _child_environment(job, decision)
     try:
-        process = subprocess.Popen(command)  # noqa: S603 (the operator's own job, run as given)
+        process = subprocess.Popen(command, env=environment)  # noqa: S603 (the operator's own job)
     except OSError as error:
         raise InputError("gate.command_failed", f"cannot start {command[0]!r}: {error}") from error
-    stopped = _watch(process, job, governance, log, poll_seconds, kill_after)
+    log.record(
+        "started",
+        order=decision.order,
+        reason=decision.reason,
+        permit=decision.permit,
+        pid=process.pid,
+        command=command,
+    )
+    stop = _watch(process, job, governance, log, poll_seconds, kill_after)
     code = process.returncode
-    log.record("exited", returncode=code, stopped_by_gate=stopped)
-    if stopped:
+    log.record(
+        "exited",
+        order=None if stop is None else stop.order,
+        returncode=code,
+        stopped_by_gate=stop is not None,
+    )
+    if stop is not None:
         console.print("[bold red]stopped[/]: a pause order came into force while the job ran")
         raise typer.Exit(EXIT_VIOLATION)
     raise typer.Exit(code if code >= 0 else 128 - code)

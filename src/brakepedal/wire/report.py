@@ -4,7 +4,9 @@ A report states what the device did in a window of whole minutes (default five):
 tensor-active time, energy, memory, interconnect bytes, the job it was attributed to, and the
 Merkle root (RFC 9162, :mod:`brakepedal.tlog.merkle`) over the canonical bytes of its minute
 records (:mod:`brakepedal.wire.minute`), which stay on the node until an auditor challenges
-one. It also names the governance state the agent saw. Reports form a chain per device:
+one. It also names the governance state the agent saw, and carries what was handed in on the
+node during the window: the job's weight-snapshot commitments and the gate's events
+(:mod:`brakepedal.wire.report_items`). Reports form a chain per device:
 ``sequence`` counts up by one and ``previous`` is the SHA-256 of the previous report's
 canonical bytes (64 zeros for sequence 0), so a dropped, reordered or rewritten report breaks
 the chain (:func:`verify_chain`). ``docs/agent.md`` describes the format.
@@ -17,7 +19,11 @@ Reasons: ``report.*`` for a defect of a report (``field_unknown``, ``field_missi
 ``accelerator_invalid``, ``sequence_invalid``, ``digest_invalid``, ``previous_invalid``,
 ``window_invalid``, ``window_not_aligned``, ``minute_count_invalid``, ``busy_above_window``,
 ``tensor_active_invalid``, ``workload_invalid``, ``governance_invalid``,
-``minute_device_mismatch``, ``minutes_mismatch``), with the field's path first; the value
+``minute_device_mismatch``, ``minutes_mismatch``; for the hand-ins ``digest_invalid``,
+``parent_invalid``, ``event_kind_invalid``, ``detail_invalid``, ``too_many_snapshots``,
+``too_many_events``, ``snapshots_unsorted``, ``events_unsorted``,
+``snapshot_outside_window``, ``event_outside_window``, ``snapshot_job_mismatch``, see
+:mod:`brakepedal.wire.report_items`), with the field's path first; the value
 types' own (``device_id.*``, ``time.*``); ``json.*``/``canonical.not_canonical``; and as
 :class:`TrustError` the chain's ``report.sequence_gap``, ``report.chain_broken``,
 ``report.device_mismatch``, ``report.window_overlap``, ``report.window_backwards`` and a
@@ -26,7 +32,7 @@ challenge's ``report.minute_mismatch``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from fractions import Fraction
 from itertools import pairwise
@@ -53,21 +59,41 @@ from brakepedal.wire.report_format import (
     GovernanceSeen,
     UsageReport,
     parse_report,
+    sort_events,
+    sort_snapshots,
     window_minutes,
+)
+from brakepedal.wire.report_items import (
+    MAX_DETAIL,
+    MAX_EVENTS,
+    MAX_SNAPSHOTS,
+    GateEvent,
+    GateEventKind,
+    SnapshotCommitment,
+    short_detail,
 )
 
 __all__ = [
     "GENESIS_PREVIOUS",
+    "MAX_DETAIL",
+    "MAX_EVENTS",
+    "MAX_SNAPSHOTS",
     "REPORT_FORMAT",
     "REPORT_PAYLOAD_TYPE",
     "Attribution",
+    "GateEvent",
+    "GateEventKind",
     "GovernanceSeen",
+    "SnapshotCommitment",
     "UsageReport",
     "build_report",
     "minute_inclusion_proof",
     "open_report",
     "parse_report",
+    "short_detail",
     "sign_report",
+    "sort_events",
+    "sort_snapshots",
     "to_usage_window",
     "verify_chain",
     "verify_minute",
@@ -91,6 +117,8 @@ def build_report(
     minutes: Sequence[MinuteRecord],
     attribution: Attribution,
     governance: GovernanceSeen | None,
+    snapshots: Iterable[SnapshotCommitment] = (),
+    events: Iterable[GateEvent] = (),
 ) -> UsageReport:
     """The report over ``minutes``: one record per minute of the window, in order.
 
@@ -98,6 +126,11 @@ def build_report(
     :mod:`brakepedal.wire.minute`), so busy time is never below what was missed nor above
     the window. ``tensor_active_ms`` is null when any minute lacks it; ``interconnect_bytes``
     sums PCIe and NVLink where measured, null when no minute measured either.
+
+    ``snapshots`` (the job's weight-snapshot commitments) and ``events`` (the node's gate
+    events) handed in during the window (:meth:`brakepedal.agent.handin.HandIns.between`) may
+    come in any order; the report holds them sorted, each once. Every one must lie in the
+    window, and every snapshot must be of the attributed job.
     """
     count = window_minutes(window_start, window_end)
     if len(minutes) != count:
@@ -131,14 +164,13 @@ def build_report(
         minute_count=count,
         minute_root=_minute_root(minutes).hex(),
         governance=governance,
+        snapshots=sort_snapshots(snapshots),
+        events=sort_events(events),
     )
 
 
 def _minute_root(minutes: Sequence[MinuteRecord]) -> bytes:
     return root_from_leaf_hashes([leaf_hash(record.leaf) for record in minutes])
-
-
-# --------------------------------------------------------------------- signing, parsing
 
 
 # --------------------------------------------------------------------- signing
@@ -281,6 +313,8 @@ def verify_minutes(report: UsageReport, minutes: Sequence[MinuteRecord]) -> None
             minutes=minutes,
             attribution=report.attribution,
             governance=report.governance,
+            snapshots=report.snapshots,
+            events=report.events,
         )
     except InputError as e:
         raise TrustError("report.minutes_mismatch", f"revealed minutes: {e.message}") from e

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from brakepedal.accounting.usage import MAX_WINDOW_SECONDS, Workload
 from brakepedal.errors import InputError
@@ -28,6 +28,13 @@ from brakepedal.wire._codec import (
     read_record,
     write_record,
 )
+from brakepedal.wire.report_items import (
+    GateEvent,
+    SnapshotCommitment,
+    check_items,
+    parse_events,
+    parse_snapshots,
+)
 
 __all__ = [
     "GENESIS_PREVIOUS",
@@ -37,6 +44,8 @@ __all__ = [
     "GovernanceSeen",
     "UsageReport",
     "parse_report",
+    "sort_events",
+    "sort_snapshots",
     "window_minutes",
 ]
 
@@ -46,6 +55,7 @@ GENESIS_PREVIOUS = "0" * 64
 MINUTE = timedelta(minutes=1)
 _ACCELERATOR = re.compile(r"[a-z0-9][a-z0-9-]{0,127}")
 _NONE = type(None)
+_Item = TypeVar("_Item", SnapshotCommitment, GateEvent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +135,10 @@ class UsageReport:
     minute_count: int
     minute_root: str
     governance: GovernanceSeen | None
+    #: Weight-snapshot commitments of ``job`` handed in during the window, in order.
+    snapshots: tuple[SnapshotCommitment, ...] = ()
+    #: The node's gate events during the window (every job's), in order.
+    events: tuple[GateEvent, ...] = ()
 
     kind: ClassVar[str] = "usage_report"
 
@@ -153,6 +167,7 @@ class UsageReport:
             reason="report.minute_count_invalid",
         )
         self._check_quantities()
+        self._check_hand_ins()
 
     def _set_time(self, name: str, value: datetime) -> None:
         object.__setattr__(self, name, value)
@@ -178,6 +193,18 @@ class UsageReport:
         for name in ("memory_max_bytes", "interconnect_bytes"):
             check_int(getattr(self, name), f"usage_report.{name}", "report", nullable=True)
 
+    def _check_hand_ins(self) -> None:
+        window = (self.window_start, self.window_end)
+        check_items(self.snapshots, "snapshots", SnapshotCommitment, window=window)
+        check_items(self.events, "events", GateEvent, window=window)
+        for index, snapshot in enumerate(self.snapshots):
+            if snapshot.job != self.job:
+                fail(
+                    "report.snapshot_job_mismatch",
+                    f"usage_report.snapshots[{index}].job",
+                    f"{snapshot.job} is not the report's job {self.job}",
+                )
+
     @property
     def attribution(self) -> Attribution:
         """The report's attribution fields together."""
@@ -187,6 +214,8 @@ class UsageReport:
         """The canonical bytes: what the device signs and the next report's ``previous`` hashes."""
         values: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
         values["governance"] = None if self.governance is None else self.governance.to_json()
+        values["snapshots"] = [snapshot.to_json() for snapshot in self.snapshots]
+        values["events"] = [event.to_json() for event in self.events]
         return write_record(REPORT_FORMAT, values)
 
     def digest(self) -> str:
@@ -235,7 +264,33 @@ _SCHEMA |= {
     "site": _nullable(SiteId),
     "workload": _workload,
     "governance": _nullable(GovernanceSeen.from_json),
+    "snapshots": parse_snapshots,
+    "events": parse_events,
 }
+
+
+def sort_snapshots(snapshots: Iterable[SnapshotCommitment]) -> tuple[SnapshotCommitment, ...]:
+    """``snapshots`` in the one order a report holds them, duplicates dropped."""
+    items = _distinct(snapshots, SnapshotCommitment, "snapshots")
+    return tuple(sorted(items, key=lambda snapshot: snapshot.sort_key))
+
+
+def sort_events(events: Iterable[GateEvent]) -> tuple[GateEvent, ...]:
+    """``events`` in the one order a report holds them, duplicates dropped."""
+    return tuple(sorted(_distinct(events, GateEvent, "events"), key=lambda event: event.sort_key))
+
+
+def _distinct(items: Iterable[_Item], item_type: type[_Item], name: str) -> set[_Item]:
+    distinct: set[_Item] = set()
+    for index, item in enumerate(items):
+        if not isinstance(item, item_type):
+            fail(
+                "report.field_invalid",
+                f"usage_report.{name}[{index}]",
+                f"not a {item_type.__name__}",
+            )
+        distinct.add(item)
+    return distinct
 
 
 def parse_report(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> UsageReport:

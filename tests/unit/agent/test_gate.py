@@ -9,18 +9,22 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from brakepedal.accounting.usage import Workload
 from brakepedal.agent.gate import JobDeclaration, decide, parse_declaration
+from brakepedal.agent.handin import HandIns
 from brakepedal.errors import InputError
 from brakepedal.governance.documents import PauseOrder, TrainingPermit
-from brakepedal.model.types import EntityId, Flop, JobId, LineageId, OrderId, PermitId
+from brakepedal.model.types import DeviceId, EntityId, Flop, JobId, LineageId, OrderId, PermitId
 from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
+from brakepedal.wire.report import GateEvent, GateEventKind
 from tests.unit.governance.world import World
 
 EXIT_REFUSED = 5
@@ -67,14 +71,18 @@ class Site:
         self.world.publish(proposal, NOW - HOUR)
 
     def write(self) -> None:
+        """Write the repository for the gate; each file appears whole (written aside, then
+        renamed), since a running gate may read while the test publishes."""
         self.world.heartbeat(NOW)
-        repo = self.folder / "repo"
-        for name, data in self.world.files.items():
-            path = repo / name
+        files = {f"repo/{name}": data for name, data in self.world.files.items()}
+        files["evidence.json"] = self.world.evidence().to_bytes()
+        files["root.json"] = self.world.files["metadata/1.root.json"]
+        for name, data in files.items():
+            path = self.folder / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        (self.folder / "evidence.json").write_bytes(self.world.evidence().to_bytes())
-        (self.folder / "root.json").write_bytes(self.world.files["metadata/1.root.json"])
+            aside = path.with_name(path.name + ".new")
+            aside.write_bytes(data)
+            aside.replace(path)
 
     def declaration(self, workload: str = "training", expected: str = "1e24") -> Path:
         path = self.folder / f"job-{workload}.json"
@@ -95,13 +103,26 @@ class Site:
         )
         return path
 
-    def gate(
-        self, declaration: Path, child: str, *, timeout: float = 60
-    ) -> tuple[subprocess.CompletedProcess[str], float]:
+    @property
+    def handins(self) -> Path:
+        return self.folder / "handins.db"
+
+    def start(
+        self,
+        declaration: Path,
+        child: str,
+        *,
+        handins: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[str]:
+        """Start the gate around ``child``; hand-ins go to ``handins`` (by default the site's
+        store, named through ``BRAKEPEDAL_HANDINS``; explicitly with ``--handins``)."""
         executable = shutil.which("brakepedal", path=str(Path(sys.executable).parent))
         assert executable is not None
-        started = time.monotonic()
-        result = subprocess.run(
+        environment = {**os.environ, "COLUMNS": "200", "BRAKEPEDAL_HANDINS": str(self.handins)}
+        environment.update(env or {})
+        option = [] if handins is None else ["--handins", str(handins)]
+        return subprocess.Popen(
             [
                 executable,
                 "gate",
@@ -119,28 +140,78 @@ class Site:
                 "0.2",
                 "--kill-after",
                 "2",
+                *option,
                 "--",
                 sys.executable,
                 "-c",
                 child,
             ],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
-            env={**os.environ, "COLUMNS": "200"},
+            env=environment,
         )
+
+    def gate(
+        self,
+        declaration: Path,
+        child: str,
+        *,
+        timeout: float = 60,
+        mid_run: Callable[[], PauseOrder] | None = None,
+        marker: Path | None = None,
+        **options: Any,
+    ) -> tuple[subprocess.CompletedProcess[str], float]:
+        """Run the gate to its end; with ``mid_run``, publish that order once the job runs
+        (``marker`` exists), however long the gate took to start."""
+        process = self.start(declaration, child, **options)
+        started = time.monotonic()
+        if mid_run is not None:
+            assert marker is not None
+            while not marker.exists():
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() - started < timeout, "the job never started"
+                time.sleep(0.05)
+            started = time.monotonic()
+            self.publish(mid_run(), "pause-1")
+            self.write()
+        stdout, stderr = process.communicate(timeout=timeout)
+        result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         return result, time.monotonic() - started
 
     def events(self) -> list[str]:
+        """The steps in ``--events``, less refreshes that failed while the test wrote files."""
         lines = (self.folder / "events.jsonl").read_text().splitlines()
-        return [json.loads(line)["event"] for line in lines]
+        steps = [json.loads(line)["event"] for line in lines]
+        return [step for step in steps if step != "governance_unavailable"]
+
+    def handed_in(self, store: Path | None = None) -> list[GateEvent]:
+        """The gate events in the hand-in store, as any device's report of the hour gets them."""
+        with HandIns(store or self.handins) as handins:
+            start = datetime.now(UTC) - HOUR
+            return list(handins.between(DeviceId("gpu-0"), None, start, start + 2 * HOUR)[1])
+
+
+def kinds(events: list[GateEvent]) -> list[str]:
+    """The events' kinds in the order they happened (the report sorts ties by kind)."""
+    return [e.kind.value for e in sorted(events, key=lambda e: (e.at, _ORDER.index(e.kind.value)))]
+
+
+_ORDER = ["refused", "started", "signalled_term", "signalled_kill", "exited"]
 
 
 def child(marker: Path, seconds: float, *, ignore_term: bool = False) -> str:
+    """A job that writes its attribution environment (job, permit) to ``marker`` and sleeps."""
     trap = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignore_term else ""
-    body = f"import pathlib, time; pathlib.Path({str(marker)!r}).write_text('ran')"
+    seen = "[os.environ.get('BRAKEPEDAL_JOB'), os.environ.get('BRAKEPEDAL_PERMIT')]"
+    write = f"pathlib.Path({str(marker)!r}).write_text(json.dumps({seen}))"
+    body = f"import json, os, pathlib, time; {write}"
     return f"{trap}{body}; time.sleep({seconds})"
+
+
+def attribution_seen(marker: Path) -> list[str | None]:
+    seen: list[str | None] = json.loads(marker.read_text())
+    return seen
 
 
 @pytest.fixture
@@ -158,6 +229,13 @@ def test_refused_under_a_pause_naming_the_order(site: Site) -> None:
     assert "gate.paused" in result.stderr
     assert not marker.exists()
     assert site.events() == ["refused"]
+    [refused] = site.handed_in()
+    assert (refused.kind, refused.job, refused.order) == (
+        GateEventKind.REFUSED,
+        JobId("job-7"),
+        OrderId("pause-1"),
+    )
+    assert refused.detail == "reason=gate.paused"
 
 
 def test_allowed_with_a_permit_under_the_order_quorum(site: Site) -> None:
@@ -165,43 +243,74 @@ def test_allowed_with_a_permit_under_the_order_quorum(site: Site) -> None:
     site.publish(permit(), "permit-1")
     site.write()
     marker = site.folder / "ran"
-    result, _ = site.gate(site.declaration(), child(marker, 0))
+    explicit = site.folder / "explicit-handins.db"
+    result, _ = site.gate(site.declaration(), child(marker, 0), handins=explicit)
     assert result.returncode == 0, result.stderr
-    assert marker.exists()
+    assert attribution_seen(marker) == ["job-7", "eval-permit"]
     assert site.events() == ["started", "exited"]
+    assert not site.handins.exists()  # --handins wins over BRAKEPEDAL_HANDINS
+    started, exited = sorted(site.handed_in(explicit), key=lambda e: e.at)
+    assert (started.kind, started.order) == (GateEventKind.STARTED, OrderId("pause-1"))
+    assert "permit=eval-permit" in started.detail
+    assert "reason=gate.permitted" in started.detail
+    assert (exited.kind, exited.order) == (GateEventKind.EXITED, None)
+    assert exited.detail == "returncode=0 stopped_by_gate=false"
 
 
 def test_inference_runs_under_a_pause(site: Site) -> None:
     site.publish(pause("pause-1", NOW - HOUR), "pause-1")
     site.write()
     marker = site.folder / "ran"
-    result, _ = site.gate(site.declaration("inference"), child(marker, 0))
+    inherited = {"BRAKEPEDAL_PERMIT": "not-the-gates-to-vouch-for"}
+    result, _ = site.gate(site.declaration("inference"), child(marker, 0), env=inherited)
     assert result.returncode == 0, result.stderr
-    assert marker.exists()
+    assert attribution_seen(marker) == ["job-7", None]
+    assert kinds(site.handed_in()) == ["started", "exited"]
 
 
 def test_stopped_when_an_order_comes_into_force_mid_run(site: Site) -> None:
-    start = datetime.now(UTC) + timedelta(seconds=4)
-    site.publish(pause("pause-1", start, grace=1), "pause-1")
     site.write()
     marker = site.folder / "ran"
-    result, elapsed = site.gate(site.declaration(), child(marker, 60))
+    starts: list[datetime] = []
+
+    def order() -> PauseOrder:  # published while the job runs, in force a second later
+        starts.append(datetime.now(UTC) + timedelta(seconds=1))
+        return pause("pause-1", starts[0], grace=1)
+
+    result, elapsed = site.gate(site.declaration(), child(marker, 60), mid_run=order, marker=marker)
     assert result.returncode == EXIT_REFUSED, result.stderr
     assert marker.exists()
     assert elapsed < 30
     assert site.events() == ["started", "order_in_force", "sigterm", "exited"]
+    handed_in = site.handed_in()
+    assert kinds(handed_in) == ["started", "signalled_term", "exited"]
+    started, term, exited = sorted(handed_in, key=lambda e: e.at)
+    assert started.order is None
+    assert term.order == exited.order == OrderId("pause-1")
+    assert term.at >= starts[0] + timedelta(seconds=1)  # not before the grace period ran out
+    assert term.detail.startswith("pid=")
+    assert "stopped_by_gate=true" in exited.detail
 
 
 def test_a_job_ignoring_sigterm_is_killed(site: Site) -> None:
-    start = datetime.now(UTC) + timedelta(seconds=3)
-    site.publish(pause("pause-1", start), "pause-1")
     site.write()
+    marker = site.folder / "ran"
     result, elapsed = site.gate(
-        site.declaration(), child(site.folder / "ran", 60, ignore_term=True)
+        site.declaration(),
+        child(marker, 60, ignore_term=True),
+        mid_run=lambda: pause("pause-1", datetime.now(UTC)),
+        marker=marker,
     )
     assert result.returncode == EXIT_REFUSED
     assert site.events() == ["started", "order_in_force", "sigterm", "sigkill", "exited"]
     assert elapsed < 30
+    handed_in = site.handed_in()
+    assert kinds(handed_in) == ["started", "signalled_term", "signalled_kill", "exited"]
+    _, term, kill, exited = sorted(handed_in, key=lambda e: e.at)
+    # --kill-after 2 (each record is taken just after its signal, hence the small tolerance)
+    assert kill.at - term.at >= timedelta(seconds=1.9)
+    assert kill.order == exited.order == OrderId("pause-1")
+    assert exited.detail == "returncode=-9 stopped_by_gate=true"
 
 
 def test_training_fails_closed_without_verified_governance(site: Site) -> None:
@@ -212,8 +321,41 @@ def test_training_fails_closed_without_verified_governance(site: Site) -> None:
     assert result.returncode == EXIT_REFUSED
     assert "gate.governance_unavailable" in result.stderr
     assert not marker.exists()
+    [refused] = site.handed_in()
+    assert (refused.kind, refused.order) == (GateEventKind.REFUSED, None)
+    assert refused.detail == "reason=gate.governance_unavailable"
     inference, _ = site.gate(site.declaration("inference"), child(marker, 0))
     assert inference.returncode == 0
+
+
+def test_a_broken_hand_in_store_does_not_stop_a_refusal(site: Site) -> None:
+    site.publish(pause("pause-1", NOW - HOUR), "pause-1")
+    site.write()
+    marker = site.folder / "ran"
+    broken = site.folder / "no-such-folder" / "handins.db"
+    result, _ = site.gate(site.declaration(), child(marker, 0), handins=broken)
+    assert result.returncode == EXIT_REFUSED
+    assert not marker.exists()
+    assert "could not record refused" in result.stderr
+    assert site.events() == ["refused"]
+
+
+def test_a_broken_hand_in_store_does_not_stop_the_brake_mid_run(site: Site) -> None:
+    site.write()
+    marker = site.folder / "ran"
+    broken = site.folder / "no-such-folder" / "handins.db"
+    result, elapsed = site.gate(
+        site.declaration(),
+        child(marker, 60, ignore_term=True),
+        mid_run=lambda: pause("pause-1", datetime.now(UTC)),
+        marker=marker,
+        handins=broken,
+    )
+    assert result.returncode == EXIT_REFUSED
+    assert elapsed < 30
+    for kind in ("started", "signalled_term", "signalled_kill", "exited"):
+        assert f"could not record {kind}" in result.stderr
+    assert site.events() == ["started", "order_in_force", "sigterm", "sigkill", "exited"]
 
 
 # ---------------------------------------------------------------------------- pure decisions

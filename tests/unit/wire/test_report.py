@@ -19,18 +19,28 @@ from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.dsse import brakepedal_payload_type, sign_envelope
 from brakepedal.crypto.keys import CryptoSigner, generate_ed25519
 from brakepedal.errors import BrakepedalError, InputError, TrustError
-from brakepedal.model.types import DeviceId, EntityId, JobId, PermitId, SiteId
+from brakepedal.model.limits import DEFAULT_LIMITS
+from brakepedal.model.types import DeviceId, EntityId, JobId, OrderId, PermitId, SiteId
 from brakepedal.wire.minute import SLOTS, MinuteRecord, Sample, summarise_minute
 from brakepedal.wire.report import (
     GENESIS_PREVIOUS,
+    MAX_DETAIL,
+    MAX_EVENTS,
+    MAX_SNAPSHOTS,
     Attribution,
+    GateEvent,
+    GateEventKind,
     GovernanceSeen,
+    SnapshotCommitment,
     UsageReport,
     build_report,
     minute_inclusion_proof,
     open_report,
     parse_report,
+    short_detail,
     sign_report,
+    sort_events,
+    sort_snapshots,
     to_usage_window,
     verify_chain,
     verify_minute,
@@ -206,6 +216,262 @@ def document(**changes: Any) -> bytes:
 
 
 GOOD = document()
+
+
+def snap(**changes: Any) -> dict[str, Any]:
+    """A snapshot commitment's JSON in GOOD's window and job, with ``changes``."""
+    item: dict[str, Any] = {
+        "at": "2027-01-01T12:01:00Z",
+        "digest": "aa" * 32,
+        "job": "slurm:4242",
+        "parent": None,
+        "step": 10,
+    }
+    item.update(changes)
+    return {k: v for k, v in item.items() if v != "<drop>"}
+
+
+def event(**changes: Any) -> dict[str, Any]:
+    """A gate event's JSON in GOOD's window, with ``changes``."""
+    item: dict[str, Any] = {
+        "at": "2027-01-01T12:02:00Z",
+        "detail": "gate.paused",
+        "job": "job-9",
+        "kind": "refused",
+        "order": "pause-1",
+    }
+    item.update(changes)
+    return {k: v for k, v in item.items() if v != "<drop>"}
+
+
+def many_events(count: int) -> list[dict[str, Any]]:
+    return [event(at=f"2027-01-01T12:02:00.{index + 1:06d}Z") for index in range(count)]
+
+
+def many_snapshots(count: int) -> list[dict[str, Any]]:
+    return [snap(step=index) for index in range(count)]
+
+
+HAND_IN_BAD_DOCUMENTS: list[tuple[str, bytes, str, str]] = [
+    ("snapshots missing", document(snapshots="<drop>"), "report.field_missing", "snapshots"),
+    ("events missing", document(events="<drop>"), "report.field_missing", "events"),
+    ("snapshots not an array", document(snapshots={}), "report.field_invalid", "snapshots"),
+    ("events null", document(events=None), "report.field_invalid", "events"),
+    ("snapshot not an object", document(snapshots=[1]), "report.field_invalid", "snapshots[0]"),
+    (
+        "snapshot unknown field",
+        document(snapshots=[snap(size=1)]),
+        "report.field_unknown",
+        "snapshots[0].size",
+    ),
+    (
+        "snapshot missing parent",
+        document(snapshots=[snap(parent="<drop>")]),
+        "report.field_missing",
+        "snapshots[0].parent",
+    ),
+    (
+        "snapshot negative step",
+        document(snapshots=[snap(step=-1)]),
+        "report.field_invalid",
+        "snapshots[0].step",
+    ),
+    (
+        "snapshot bool step",
+        document(snapshots=[snap(step=True)]),
+        "report.field_invalid",
+        "snapshots[0].step",
+    ),
+    (
+        "snapshot string step",
+        document(snapshots=[snap(step="10")]),
+        "report.field_invalid",
+        "snapshots[0].step",
+    ),
+    (
+        "snapshot float step",
+        GOOD.replace(b'"snapshots":[]', b'"snapshots":[{"step":1.5}]'),
+        "json.float_not_allowed",
+        "",
+    ),
+    (
+        "snapshot uppercase digest",
+        document(snapshots=[snap(digest="AA" * 32)]),
+        "report.digest_invalid",
+        "snapshots[0].digest",
+    ),
+    (
+        "snapshot digest not a string",
+        document(snapshots=[snap(digest=7)]),
+        "report.digest_invalid",
+        "snapshots[0].digest",
+    ),
+    (
+        "snapshot short parent",
+        document(snapshots=[snap(parent="ab")]),
+        "report.digest_invalid",
+        "snapshots[0].parent",
+    ),
+    (
+        "snapshot its own parent",
+        document(snapshots=[snap(parent="aa" * 32)]),
+        "report.parent_invalid",
+        "snapshots[0].parent",
+    ),
+    ("snapshot empty job", document(snapshots=[snap(job="")]), "job_id.empty", "snapshots[0].job"),
+    (
+        "snapshot null job",
+        document(snapshots=[snap(job=None)]),
+        "job_id.not_string",
+        "snapshots[0].job",
+    ),
+    (
+        "snapshot of another job",
+        document(snapshots=[snap(job="slurm:1")]),
+        "report.snapshot_job_mismatch",
+        "snapshots[0].job",
+    ),
+    (
+        "snapshot on a report without a job",
+        document(job=None, snapshots=[snap()]),
+        "report.snapshot_job_mismatch",
+        "snapshots[0].job",
+    ),
+    (
+        "snapshot offset time",
+        document(snapshots=[snap(at="2027-01-01T12:01:00+00:00")]),
+        "time.not_utc",
+        "snapshots[0].at",
+    ),
+    (
+        "snapshot time spelling",
+        document(snapshots=[snap(at="2027-01-01T12:01:00.000Z")]),
+        "report.time_not_canonical",
+        "snapshots[0].at",
+    ),
+    (
+        "snapshot before the window",
+        document(snapshots=[snap(at="2027-01-01T11:59:59.999999Z")]),
+        "report.snapshot_outside_window",
+        "snapshots[0].at",
+    ),
+    (
+        "snapshot at the window's end",
+        document(snapshots=[snap(at="2027-01-01T12:05:00Z")]),
+        "report.snapshot_outside_window",
+        "snapshots[0].at",
+    ),
+    (
+        "snapshots out of order",
+        document(snapshots=[snap(at="2027-01-01T12:02:00Z"), snap()]),
+        "report.snapshots_unsorted",
+        "snapshots[1]",
+    ),
+    (
+        "snapshots tied on time, out of order",
+        document(snapshots=[snap(step=11), snap()]),
+        "report.snapshots_unsorted",
+        "snapshots[1]",
+    ),
+    (
+        "snapshot twice",
+        document(snapshots=[snap(), snap()]),
+        "report.snapshots_unsorted",
+        "snapshots[1]",
+    ),
+    (
+        "too many snapshots",
+        document(snapshots=many_snapshots(MAX_SNAPSHOTS + 1)),
+        "report.too_many_snapshots",
+        "snapshots",
+    ),
+    ("event not an object", document(events=["refused"]), "report.field_invalid", "events[0]"),
+    (
+        "event unknown field",
+        document(events=[event(pid=4)]),
+        "report.field_unknown",
+        "events[0].pid",
+    ),
+    (
+        "event missing detail",
+        document(events=[event(detail="<drop>")]),
+        "report.field_missing",
+        "events[0].detail",
+    ),
+    (
+        "event unknown kind",
+        document(events=[event(kind="paused")]),
+        "report.event_kind_invalid",
+        "events[0].kind",
+    ),
+    (
+        "event kind not a string",
+        document(events=[event(kind=1)]),
+        "report.event_kind_invalid",
+        "events[0].kind",
+    ),
+    (
+        "event job",
+        document(events=[event(job="Job 9")]),
+        "job_id.invalid_character",
+        "events[0].job",
+    ),
+    ("event order", document(events=[event(order="")]), "order_id.empty", "events[0].order"),
+    (
+        "event detail too long",
+        document(events=[event(detail="x" * (MAX_DETAIL + 1))]),
+        "report.detail_invalid",
+        "events[0].detail",
+    ),
+    (
+        "event detail control character",
+        document(events=[event(detail="a\nb")]),
+        "report.detail_invalid",
+        "events[0].detail",
+    ),
+    (
+        "event detail not ASCII",
+        document(events=[event(detail="caf\u00e9")]),
+        "report.detail_invalid",
+        "events[0].detail",
+    ),
+    (
+        "event detail not a string",
+        document(events=[event(detail=5)]),
+        "report.detail_invalid",
+        "events[0].detail",
+    ),
+    (
+        "event time format",
+        document(events=[event(at="2027-01-01")]),
+        "time.format_invalid",
+        "events[0].at",
+    ),
+    (
+        "event after the window",
+        document(events=[event(at="2027-01-01T12:06:00Z")]),
+        "report.event_outside_window",
+        "events[0].at",
+    ),
+    (
+        "events out of order",
+        document(events=[event(at="2027-01-01T12:03:00Z"), event()]),
+        "report.events_unsorted",
+        "events[1]",
+    ),
+    (
+        "event twice",
+        document(events=[event(), event()]),
+        "report.events_unsorted",
+        "events[1]",
+    ),
+    (
+        "too many events",
+        document(events=many_events(MAX_EVENTS + 1)),
+        "report.too_many_events",
+        "events",
+    ),
+]
 BAD_DOCUMENTS: list[tuple[str, bytes, str, str]] = [
     ("unknown field", document(extra=1), "report.field_unknown", "extra"),
     ("missing field", document(busy_ms="<drop>"), "report.field_missing", "busy_ms"),
@@ -296,6 +562,7 @@ BAD_DOCUMENTS: list[tuple[str, bytes, str, str]] = [
         "",
     ),
     ("not an object", b"[]", "json.not_object", ""),
+    *HAND_IN_BAD_DOCUMENTS,
 ]
 
 
@@ -332,6 +599,279 @@ def test_constructor_refuses_wrong_types() -> None:
         replace(report, window_start=datetime(2027, 1, 1))
     with pytest.raises(InputError, match="not_bytes"):
         parse_report(GOOD.decode())  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- hand-ins
+
+SECOND = timedelta(seconds=1)
+SNAPSHOT = SnapshotCommitment(
+    job=JobId("slurm:4242"), step=100, digest="aa" * 32, at=T0 + MINUTE, parent="bb" * 32
+)
+TERM = GateEvent(
+    at=T0 + 2 * MINUTE,
+    job=JobId("slurm:4242"),
+    kind=GateEventKind.SIGNALLED_TERM,
+    order=OrderId("pause-1"),
+    detail="pid=7",
+)
+STARTED = GateEvent(
+    at=T0 + 30 * SECOND, job=JobId("slurm:4242"), kind=GateEventKind.STARTED, detail="gate.no_order"
+)
+
+
+def report_with(snapshots: Any = (), events: Any = ()) -> UsageReport:
+    return build_report(
+        device=DEV,
+        accelerator=ACCELERATOR,
+        sequence=0,
+        previous=GENESIS_PREVIOUS,
+        window_start=T0,
+        window_end=T0 + 5 * MINUTE,
+        minutes=minutes_of(T0, 5),
+        attribution=ATTRIBUTION,
+        governance=SEEN,
+        snapshots=snapshots,
+        events=events,
+    )
+
+
+def test_build_report_sorts_hand_ins_and_drops_duplicates() -> None:
+    later = replace(SNAPSHOT, step=200, at=T0 + 3 * MINUTE, parent=None)
+    report = report_with([later, SNAPSHOT, later], [TERM, STARTED, TERM])
+    assert report.snapshots == (SNAPSHOT, later)
+    assert report.events == (STARTED, TERM)
+    data = report.to_bytes()
+    body = json.loads(data)
+    assert body["snapshots"] == [
+        {
+            "at": "2027-01-01T12:01:00Z",
+            "digest": "aa" * 32,
+            "job": "slurm:4242",
+            "parent": "bb" * 32,
+            "step": 100,
+        },
+        {
+            "at": "2027-01-01T12:03:00Z",
+            "digest": "aa" * 32,
+            "job": "slurm:4242",
+            "parent": None,
+            "step": 200,
+        },
+    ]
+    assert body["events"][1] == {
+        "at": "2027-01-01T12:02:00Z",
+        "detail": "pid=7",
+        "job": "slurm:4242",
+        "kind": "signalled_term",
+        "order": "pause-1",
+    }
+    assert parse_report(data) == report
+    assert parse_report(data).to_bytes() == data
+
+
+def test_every_report_carries_both_arrays_even_empty() -> None:
+    body = json.loads(report_at().to_bytes())
+    assert (body["snapshots"], body["events"]) == ([], [])
+    assert report_at().snapshots == ()
+    assert report_at().events == ()
+
+
+def test_hand_ins_are_signed_chained_and_survive_a_challenge() -> None:
+    report = report_with([SNAPSHOT], [TERM, STARTED])
+    assert report.digest() != report_at().digest()
+    assert open_report(sign_report(report, SIGNER), SIGNER.public_key) == report
+    verify_minutes(report, minutes_of(T0, 5))
+    with pytest.raises(TrustError):
+        verify_minutes(replace(report, events=(STARTED,)), minutes_of(T0, 4))
+
+
+def _too_many_snapshots() -> list[SnapshotCommitment]:
+    return [replace(SNAPSHOT, step=step) for step in range(MAX_SNAPSHOTS + 1)]
+
+
+def _too_many_events() -> list[GateEvent]:
+    micro = timedelta(microseconds=1)
+    return [replace(STARTED, at=STARTED.at + index * micro) for index in range(MAX_EVENTS + 1)]
+
+
+@pytest.mark.parametrize(
+    ("snapshots", "events", "reason", "path"),
+    [
+        pytest.param(
+            [replace(SNAPSHOT, at=T0 + 5 * MINUTE)],
+            [],
+            "report.snapshot_outside_window",
+            "usage_report.snapshots[0].at",
+            id="snapshot at the window's end",
+        ),
+        pytest.param(
+            [replace(SNAPSHOT, job=JobId("slurm:1"))],
+            [],
+            "report.snapshot_job_mismatch",
+            "usage_report.snapshots[0].job",
+            id="snapshot of another job",
+        ),
+        pytest.param(
+            [],
+            [replace(TERM, at=T0 - SECOND)],
+            "report.event_outside_window",
+            "usage_report.events[0].at",
+            id="event before the window",
+        ),
+        pytest.param(
+            ["not a snapshot"],
+            [],
+            "report.field_invalid",
+            "usage_report.snapshots[0]",
+            id="not a snapshot",
+        ),
+        pytest.param(
+            [], [SNAPSHOT], "report.field_invalid", "usage_report.events[0]", id="not an event"
+        ),
+        pytest.param(
+            _too_many_snapshots(),
+            [],
+            "report.too_many_snapshots",
+            "usage_report.snapshots",
+            id="too many snapshots",
+        ),
+        pytest.param(
+            [],
+            _too_many_events(),
+            "report.too_many_events",
+            "usage_report.events",
+            id="too many events",
+        ),
+    ],
+)
+def test_build_report_refuses_hand_ins_that_do_not_belong(
+    snapshots: list[Any], events: list[Any], reason: str, path: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        report_with(snapshots, events)
+    assert caught.value.reason == reason
+    assert caught.value.message.startswith(path)
+
+
+NAIVE = datetime(2027, 1, 1, 12, 1)
+
+
+def changed(item: Any, **changes: Any) -> Any:
+    """``replace`` with values of the wrong type, as untyped callers could pass them."""
+    return replace(item, **changes)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason", "path"),
+    [
+        (lambda: changed(SNAPSHOT, job="slurm:4242"), "report.field_invalid", "snapshot.job"),
+        (lambda: changed(SNAPSHOT, step=-1), "report.field_invalid", "snapshot.step"),
+        (lambda: changed(SNAPSHOT, step=1.0), "report.field_invalid", "snapshot.step"),
+        (lambda: changed(SNAPSHOT, digest="x"), "report.digest_invalid", "snapshot.digest"),
+        (lambda: changed(SNAPSHOT, parent="AB" * 32), "report.digest_invalid", "snapshot.parent"),
+        (lambda: changed(SNAPSHOT, parent="aa" * 32), "report.parent_invalid", "snapshot.parent"),
+        (lambda: changed(SNAPSHOT, at=NAIVE), "time.naive", "snapshot.at"),
+        (lambda: changed(TERM, kind="refused"), "report.event_kind_invalid", "event.kind"),
+        (lambda: changed(TERM, job="j"), "report.field_invalid", "event.job"),
+        (lambda: changed(TERM, order="pause-1"), "report.field_invalid", "event.order"),
+        (lambda: changed(TERM, detail="x" * 97), "report.detail_invalid", "event.detail"),
+        (lambda: changed(TERM, detail=None), "report.detail_invalid", "event.detail"),
+        (lambda: changed(TERM, at=NAIVE), "time.naive", "event.at"),
+    ],
+)
+def test_hand_in_items_refuse_bad_values_by_name(make: Any, reason: str, path: str) -> None:
+    with pytest.raises(InputError) as caught:
+        make()
+    assert caught.value.reason == reason
+    assert caught.value.message.startswith(path)
+
+
+def test_the_report_constructor_needs_sorted_tuples() -> None:
+    report = report_with([SNAPSHOT], [STARTED, TERM])
+    with pytest.raises(InputError) as caught:
+        changed(report, snapshots=[SNAPSHOT])
+    assert (caught.value.reason, caught.value.message[:22]) == (
+        "report.field_invalid",
+        "usage_report.snapshots",
+    )
+    with pytest.raises(InputError) as caught:
+        replace(report, events=(TERM, STARTED))
+    assert caught.value.reason == "report.events_unsorted"
+    with pytest.raises(InputError) as caught:
+        changed(report, events=(SNAPSHOT,))
+    assert (caught.value.reason, caught.value.message[:22]) == (
+        "report.field_invalid",
+        "usage_report.events[0]",
+    )
+
+
+def test_short_detail_makes_any_text_a_valid_detail() -> None:
+    assert short_detail("returncode=0") == "returncode=0"
+    assert short_detail("caf\u00e9\n") == "caf??"
+    long = short_detail("x" * 500)
+    assert len(long) == MAX_DETAIL
+    assert long.endswith("...")
+    assert replace(TERM, detail=long).detail == long
+
+
+def test_items_read_back_from_their_own_json_with_located_errors() -> None:
+    assert SnapshotCommitment.from_json(SNAPSHOT.to_json(), "snapshot") == SNAPSHOT
+    assert GateEvent.from_json(TERM.to_json(), "event") == TERM
+    bad = {**SNAPSHOT.to_json(), "digest": "zz"}
+    with pytest.raises(InputError) as caught:
+        SnapshotCommitment.from_json(bad, "list[3]")
+    assert caught.value.message.startswith("list[3].digest: ")
+
+
+def test_a_report_with_every_item_at_its_longest_fits_the_default_limits() -> None:
+    # The bounds on items are chosen so that this report signs and opens under DEFAULT_LIMITS.
+    longest = "x" * 128
+    job = JobId(longest)
+    day = timedelta(days=1)
+    micro = timedelta(microseconds=1)
+    late = T0 + day - MAX_EVENTS * micro
+    snapshots = [
+        SnapshotCommitment(
+            job=job, step=2**53 - 1, digest=f"{i:064x}", at=late + i * micro, parent="f" * 64
+        )
+        for i in range(MAX_SNAPSHOTS)
+    ]
+    events = [
+        GateEvent(
+            at=late + i * micro,
+            job=job,
+            kind=GateEventKind.SIGNALLED_TERM,
+            order=OrderId(longest),
+            detail='"' * MAX_DETAIL,  # escaped to two bytes each
+        )
+        for i in range(MAX_EVENTS)
+    ]
+    report = UsageReport(
+        device=DeviceId(longest),
+        accelerator="a" * 128,
+        sequence=2**53 - 1,
+        previous="1" * 64,
+        window_start=T0,
+        window_end=T0 + day,
+        busy_ms=1440 * 60_000,
+        tensor_active_ms=1440 * 60_000,
+        energy_mj=2**53 - 1,
+        memory_max_bytes=2**53 - 1,
+        interconnect_bytes=2**53 - 1,
+        job=job,
+        tenant=EntityId(longest),
+        permit=PermitId(longest),
+        site=SiteId(longest),
+        workload=Workload.TRAINING,
+        minute_count=1440,
+        minute_root="2" * 64,
+        governance=GovernanceSeen(2**53 - 1, 2**53 - 1),
+        snapshots=sort_snapshots(snapshots),
+        events=sort_events(events),
+    )
+    envelope = sign_report(report, SIGNER)
+    assert len(envelope) < DEFAULT_LIMITS.max_envelope_bytes
+    assert open_report(envelope, SIGNER.public_key) == report
 
 
 # -------------------------------------------------------------------------- signatures
@@ -477,6 +1017,10 @@ def reports(draw: st.DrawFn) -> UsageReport:
     )
     if previous == GENESIS_PREVIOUS and sequence:
         previous = "1" * 64
+    job = draw(st.none() | identifiers.map(JobId))
+    moments = st.integers(0, minutes * 60_000_000 - 1).map(
+        lambda micros: start + timedelta(microseconds=micros)
+    )
     return UsageReport(
         device=DeviceId(draw(identifiers)),
         accelerator=draw(st.from_regex(r"[a-z0-9][a-z0-9-]{0,30}", fullmatch=True)),
@@ -489,7 +1033,7 @@ def reports(draw: st.DrawFn) -> UsageReport:
         energy_mj=draw(counts),
         memory_max_bytes=draw(st.none() | counts),
         interconnect_bytes=draw(st.none() | counts),
-        job=draw(st.none() | identifiers.map(JobId)),
+        job=job,
         tenant=draw(st.none() | identifiers.map(EntityId)),
         permit=draw(st.none() | identifiers.map(PermitId)),
         site=draw(st.none() | identifiers.map(SiteId)),
@@ -497,6 +1041,38 @@ def reports(draw: st.DrawFn) -> UsageReport:
         minute_count=minutes,
         minute_root=draw(st.from_regex(r"[0-9a-f]{64}", fullmatch=True)),
         governance=draw(st.none() | st.builds(GovernanceSeen, st.integers(1, 2**53 - 1), counts)),
+        snapshots=sort_snapshots(
+            [] if job is None else draw(st.lists(snapshots(job, moments), max_size=6))
+        ),
+        events=sort_events(draw(st.lists(events(moments), max_size=6))),
+    )
+
+
+digests = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
+
+
+@st.composite
+def snapshots(
+    draw: st.DrawFn, job: JobId, moments: st.SearchStrategy[datetime]
+) -> SnapshotCommitment:
+    digest = draw(digests)
+    return SnapshotCommitment(
+        job=job,
+        step=draw(counts),
+        digest=digest,
+        at=draw(moments),
+        parent=draw(st.none() | digests.filter(lambda parent: parent != digest)),
+    )
+
+
+def events(moments: st.SearchStrategy[datetime]) -> st.SearchStrategy[GateEvent]:
+    return st.builds(
+        GateEvent,
+        at=moments,
+        job=st.none() | identifiers.map(JobId),
+        kind=st.sampled_from(GateEventKind),
+        order=st.none() | identifiers.map(OrderId),
+        detail=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=MAX_DETAIL),
     )
 
 
