@@ -49,8 +49,11 @@ def _mutated_seed(draw: st.DrawFn, pool: list[bytes]) -> bytes:
 def test_every_parser_has_a_target() -> None:
     assert {
         "checkpoint",
+        "enrolment",
+        "enrolment_request",
         "envelope",
         "governance_document",
+        "ingest_batch",
         "key_json",
         "note",
         "policy",

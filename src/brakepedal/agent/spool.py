@@ -12,14 +12,25 @@ no-op; appending a *different* report under a used key is refused (``spool.confl
 device must never sign two reports with one sequence number. The registry is idempotent on the
 same key, so re-sending after a crash between send and :meth:`Spool.delivered` counts once.
 
+Minute records: :meth:`Spool.append` stores a report's minute records (canonical bytes, in
+window order) in the same transaction as the report, so a report is never on disk without the
+records an auditor may challenge (:meth:`Spool.minutes` answers the challenge), and with the
+window's end (:meth:`Spool.head`), where the device's next window may start at the earliest.
+Files written before these existed open unchanged: the ``minutes`` table is created if missing
+and the ``window_end_us`` column added if missing; their reports have no records and no end.
+
 Time is an argument; the spool never reads the clock.
+
+Reasons: ``spool.unavailable``, ``spool.write_failed`` (:class:`StorageError`),
+``spool.conflict`` (:class:`TrustError`), ``spool.sequence_invalid``, ``spool.unknown_report``,
+``spool.retry_invalid`` (:class:`InputError`).
 """
 
 from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +39,7 @@ from pathlib import Path
 from brakepedal.errors import InputError, StorageError, TrustError
 from brakepedal.model.types import DeviceId, utc_datetime
 
-__all__ = ["RetryPolicy", "Spool", "SpooledReport"]
+__all__ = ["ChainHead", "RetryPolicy", "Spool", "SpooledReport"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS reports (
@@ -40,9 +51,17 @@ CREATE TABLE IF NOT EXISTS reports (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_us INTEGER NOT NULL,
     delivered_us INTEGER,
+    window_end_us INTEGER,
     PRIMARY KEY (device, sequence)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reports_due ON reports (delivered_us, next_attempt_us);
+CREATE TABLE IF NOT EXISTS minutes (
+    device TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (device, sequence, minute)
+) WITHOUT ROWID;
 """
 
 
@@ -52,6 +71,24 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _micros(moment: datetime) -> int:
     """Microseconds since 1970 (UTC): an integer that sorts like the time it encodes."""
     return (utc_datetime(moment) - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """A device's last spooled report: where its chain and its next window resume.
+
+    ``window_end`` is None for a report spooled without one (files from before it was kept);
+    ``envelope`` is the report as signed, so the agent can check it resumes under the same key.
+    """
+
+    sequence: int
+    digest: str
+    envelope: bytes
+    window_end: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +124,27 @@ class Spool:
 
     def __init__(self, path: Path) -> None:
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self._db = sqlite3.connect(
+                path, isolation_level=None, timeout=30, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            self._upgrade()
         except sqlite3.Error as e:
             raise StorageError("spool.unavailable", f"spool {path}: {e}") from e
+
+    def _upgrade(self) -> None:
+        """Add what later versions keep to a file an earlier version created."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(reports)")}
+            if "window_end_us" not in columns:
+                self._db.execute("ALTER TABLE reports ADD COLUMN window_end_us INTEGER")
+            self._db.execute("COMMIT")
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
 
     def close(self) -> None:
         self._db.close()
@@ -113,9 +165,20 @@ class Spool:
             raise
 
     def append(
-        self, device: DeviceId, sequence: int, digest: str, envelope: bytes, *, at: datetime
+        self,
+        device: DeviceId,
+        sequence: int,
+        digest: str,
+        envelope: bytes,
+        *,
+        at: datetime,
+        minutes: Sequence[bytes] = (),
+        window_end: datetime | None = None,
     ) -> None:
         """Store a signed report durably; returns once it is committed to disk.
+
+        ``minutes`` (the report's minute records, in window order) and ``window_end`` are
+        stored in the same transaction. Appending a report already stored is a no-op.
 
         Raises:
             TrustError: ``spool.conflict`` if another report already holds this sequence.
@@ -123,6 +186,7 @@ class Spool:
         if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
             raise InputError("spool.sequence_invalid", f"sequence {sequence!r} is not >= 0")
         moment = _micros(at)
+        end = None if window_end is None else _micros(window_end)
         with self._transaction() as db:
             row = db.execute(
                 "SELECT digest FROM reports WHERE device = ? AND sequence = ?", (device, sequence)
@@ -136,8 +200,12 @@ class Spool:
                 return
             db.execute(
                 "INSERT INTO reports (device, sequence, digest, envelope, produced_us,"
-                " next_attempt_us) VALUES (?, ?, ?, ?, ?, ?)",
-                (device, sequence, digest, envelope, moment, moment),
+                " next_attempt_us, window_end_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (device, sequence, digest, envelope, moment, moment, end),
+            )
+            db.executemany(
+                "INSERT INTO minutes (device, sequence, minute, record) VALUES (?, ?, ?, ?)",
+                [(device, sequence, index, bytes(record)) for index, record in enumerate(minutes)],
             )
 
     def last(self, device: DeviceId) -> tuple[int, str] | None:
@@ -147,6 +215,26 @@ class Spool:
             (device,),
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
+
+    def head(self, device: DeviceId) -> ChainHead | None:
+        """The last report spooled for ``device``, with its window's end if stored."""
+        row = self._db.execute(
+            "SELECT sequence, digest, envelope, window_end_us FROM reports WHERE device = ?"
+            " ORDER BY sequence DESC LIMIT 1",
+            (device,),
+        ).fetchone()
+        if row is None:
+            return None
+        end = None if row[3] is None else _from_micros(int(row[3]))
+        return ChainHead(int(row[0]), str(row[1]), bytes(row[2]), end)
+
+    def minutes(self, device: DeviceId, sequence: int) -> list[bytes]:
+        """The minute records stored with a report, in window order (empty if none were)."""
+        rows = self._db.execute(
+            "SELECT record FROM minutes WHERE device = ? AND sequence = ? ORDER BY minute",
+            (device, sequence),
+        ).fetchall()
+        return [bytes(row[0]) for row in rows]
 
     def due(self, *, at: datetime, limit: int = 500) -> list[SpooledReport]:
         """Undelivered reports whose next attempt is due, oldest first (chain order)."""

@@ -51,7 +51,6 @@ from brakepedal.tlog.checkpoint import Checkpoint
 from brakepedal.tlog.log import TransparencyLog
 from brakepedal.tlog.note import Note
 from brakepedal.tlog.proof import InclusionProof
-from brakepedal.tlog.sqlstore import SqlLogStore, database_url
 
 __all__ = ["app"]
 
@@ -172,6 +171,8 @@ def _append_to_log(repo: Path, db: str, files: dict[str, bytes]) -> None:
     entries_path = repo / _LOG_ENTRIES
     entries = json.loads(entries_path.read_bytes()) if entries_path.exists() else {}
     names = [n for n in sorted(files) if n != "metadata/timestamp.json"]
+    from brakepedal.tlog.sqlstore import SqlLogStore, database_url  # noqa: PLC0415 - slow import
+
     store = SqlLogStore.open(database_url(db))
     try:
         indexes = TransparencyLog(store).append([files[n] for n in names])
@@ -231,6 +232,8 @@ def evidence(
     note_bytes = read_input(checkpoint, what="checkpoint", max_bytes=1_000_000)
     size = Checkpoint.from_body(Note.from_bytes(note_bytes).text).size
     entries = json.loads((repo / _LOG_ENTRIES).read_bytes())
+    from brakepedal.tlog.sqlstore import SqlLogStore, database_url  # noqa: PLC0415 - slow import
+
     store = SqlLogStore.open(database_url(db))
     proofs = {}
     try:

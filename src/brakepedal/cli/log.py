@@ -27,7 +27,6 @@ from brakepedal.tlog.checkpoint import SignedCheckpoint, open_checkpoint
 from brakepedal.tlog.log import TransparencyLog
 from brakepedal.tlog.note import NoteSigner, NoteVerifier
 from brakepedal.tlog.proof import ConsistencyProof, InclusionProof, parse_proof
-from brakepedal.tlog.sqlstore import SqlLogStore, database_url
 
 __all__ = ["app"]
 
@@ -49,6 +48,8 @@ _MAX_LINES_BYTES = 256 * 1024 * 1024
 
 @contextlib.contextmanager
 def _opened(db: str, *, create_origin: str | None = None) -> Iterator[TransparencyLog]:
+    from brakepedal.tlog.sqlstore import SqlLogStore, database_url  # noqa: PLC0415 - slow import
+
     store = SqlLogStore.open(database_url(db), create_origin=create_origin)
     try:
         yield TransparencyLog(store)

@@ -277,28 +277,52 @@ class SqlLogStore:
         check_entries(entries)
         # Leaf hashing is most of the work; done before the write lock is taken.
         leaf_hashes = leaf_hashes_of(entries)
-        with self._transaction("append entries", write=True) as conn:
-            first = self._head_size(conn, lock=True)
-            if not entries:
-                return first
-            frontier = self._select_nodes(conn, perfect_subtrees(0, first))
-            levels = new_perfect_nodes(first, frontier, leaf_hashes)
-            entry_rows = [
-                (first + i, entry, digest)
-                for i, (entry, digest) in enumerate(zip(entries, leaf_hashes, strict=True))
-            ]
-            self._bulk_insert(conn, log_entries, entry_rows)
-            node_rows = [
-                (new.level, new.first + i, digest)
-                for new in levels[1:]
-                for i, digest in enumerate(new.hashes)
-            ]
-            self._bulk_insert(conn, log_nodes, node_rows)
-            conn.execute(
-                update(log_meta)
-                .where(log_meta.c.id == _HEAD_ID)
-                .values(tree_size=first + len(entries))
-            )
+        with self.write_transaction("append entries") as conn:
+            return self.append_locked(conn, entries, leaf_hashes)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, for a service that keeps its own tables beside the log's."""
+        return self._engine
+
+    @contextmanager
+    def write_transaction(self, action: str) -> Iterator[Connection]:
+        """A write transaction holding the tree head lock from its first statement.
+
+        On SQLite it starts with ``BEGIN IMMEDIATE``; on PostgreSQL it locks the head row at
+        once. A service that appends entries and writes its own rows in one transaction
+        (so that a kill between the two leaves neither) uses this with :meth:`append_locked`.
+        """
+        with self._transaction(action, write=True) as conn:
+            self._head_size(conn, lock=True)
+            yield conn
+
+    def append_locked(
+        self, conn: Connection, entries: Sequence[bytes], leaf_hashes: Sequence[bytes] | None = None
+    ) -> int:
+        """Append inside a :meth:`write_transaction`; the index of the first new entry."""
+        check_entries(entries)
+        if leaf_hashes is None:
+            leaf_hashes = leaf_hashes_of(entries)
+        first = self._head_size(conn, lock=True)
+        if not entries:
+            return first
+        frontier = self._select_nodes(conn, perfect_subtrees(0, first))
+        levels = new_perfect_nodes(first, frontier, list(leaf_hashes))
+        entry_rows = [
+            (first + i, entry, digest)
+            for i, (entry, digest) in enumerate(zip(entries, leaf_hashes, strict=True))
+        ]
+        self._bulk_insert(conn, log_entries, entry_rows)
+        node_rows = [
+            (new.level, new.first + i, digest)
+            for new in levels[1:]
+            for i, digest in enumerate(new.hashes)
+        ]
+        self._bulk_insert(conn, log_nodes, node_rows)
+        conn.execute(
+            update(log_meta).where(log_meta.c.id == _HEAD_ID).values(tree_size=first + len(entries))
+        )
         return first
 
     def _bulk_insert(

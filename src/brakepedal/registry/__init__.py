@@ -1,0 +1,1 @@
+"""The registry: verifies, stores and logs usage reports, and serves proofs."""

@@ -1,0 +1,519 @@
+"""Report ingestion: verify each report of a batch, then store and log the batch at once.
+
+Every item of a batch ends in exactly one of three states, and the caller gets each item's:
+
+* ``accepted``: a valid signature by an enrolled device, the device's next sequence number,
+  the digest of its predecessor in ``previous``, a window that starts no earlier than the
+  predecessor's ended and ends no later than now plus the clock-skew bound. It is appended to
+  the transparency log and its row written **in one database transaction**, so a registry
+  killed mid-batch has stored either the whole batch or none of it, and an agent that got no
+  answer sends the batch again.
+* ``duplicate``: the very report (same device, sequence and digest) is already stored; its
+  log index is returned and nothing changes. This is what makes delivery idempotent. The
+  replay is still kept as evidence (``ingest.duplicate``): it is cheap and a burst of them is
+  worth seeing.
+* ``rejected``: anything else, with a named reason; the item's bytes are kept in
+  ``rejections`` as evidence. Nothing accepted earlier changes.
+
+Verification (envelope parsing, the report's strict parse, the Ed25519 check) happens before
+the write lock is taken; the chain checks happen under it, against the stored chain head, in
+sequence order within the batch.
+
+Reasons (``ingest.*`` unless the underlying parser names its own, which is then kept):
+``body_malformed``, ``batch_too_large``, ``batch_empty``, ``item_too_large``,
+``payload_type_unexpected``, ``device_unknown``, ``accelerator_mismatch``,
+``signature_invalid``, ``sequence_gap``, ``sequence_old``, ``chain_broken``,
+``equivocation`` (another report already holds this sequence), ``window_overlap``,
+``clock_ahead``, ``duplicate``; and the parsers' ``envelope.*``, ``report.*``, ``json.*``,
+``canonical.*``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, insert, select, update
+
+from brakepedal.crypto.canonical import canonical_json
+from brakepedal.crypto.dsse import parse_envelope
+from brakepedal.crypto.keys import public_key_from_json
+from brakepedal.errors import BrakepedalError, InputError, TrustError
+from brakepedal.model.limits import DEFAULT_LIMITS, Limits
+from brakepedal.model.types import DeviceId
+from brakepedal.registry.schema import devices, rejections, reports
+from brakepedal.tlog.sqlstore import SqlLogStore
+from brakepedal.tlog.store import leaf_hashes_of
+from brakepedal.wire.report import GENESIS_PREVIOUS, REPORT_PAYLOAD_TYPE, UsageReport
+from brakepedal.wire.report_format import parse_report
+
+__all__ = [
+    "ACCEPTED",
+    "DUPLICATE",
+    "REJECTED",
+    "IngestLimits",
+    "Ingestor",
+    "ItemResult",
+    "micros",
+    "parse_batch",
+]
+
+ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Evidence keeps at most this much of a rejected item's bytes (its hash and size always).
+EVIDENCE_BYTES = 65_536
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since 1970 (UTC)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """Bounds on one batch; a larger one is refused whole and kept as evidence."""
+
+    max_reports: int = 1_000
+    max_body_bytes: int = 16_000_000
+    clock_skew: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """What became of one item of a batch."""
+
+    index: int
+    status: str
+    device: str | None = None
+    sequence: int | None = None
+    log_index: int | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "status": self.status,
+            "device": self.device,
+            "sequence": self.sequence,
+            "log_index": self.log_index,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    index: int
+    report: UsageReport
+    envelope: bytes
+    #: SHA-256 of the payload: the report's canonical bytes (parse_report checked that).
+    digest: str
+
+
+@dataclass(slots=True)
+class _Head:
+    sequence: int | None
+    digest: str | None
+    window_end_us: int | None
+    operator: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejection:
+    index: int
+    reason: str
+    detail: str
+    body: bytes
+    device: str | None = None
+    sequence: int | None = None
+
+
+class Ingestor:
+    """Verifies and stores batches of usage reports for one registry database."""
+
+    def __init__(
+        self,
+        store: SqlLogStore,
+        *,
+        limits: IngestLimits = IngestLimits(),
+        parse_limits: Limits = DEFAULT_LIMITS,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self.limits = limits
+        self._parse_limits = parse_limits
+        self._now = now
+        # Enrolled keys never change, so they are cached once read.
+        self._keys: dict[str, tuple[Ed25519PublicKey, str]] = {}
+
+    # ------------------------------------------------------------------ entry points
+
+    def ingest_body(self, body: bytes) -> list[ItemResult]:
+        """Ingest a request body ``{"reports": [envelope, ...]}``.
+
+        Raises:
+            InputError: ``ingest.body_malformed``, ``ingest.batch_too_large`` or
+                ``ingest.batch_empty``, after the body was kept as evidence.
+        """
+        try:
+            items = self._items_of(body)
+        except InputError as e:
+            self.keep_evidence(body, e.reason, e.message)
+            raise
+        return self.ingest(items)
+
+    def _items_of(self, body: bytes) -> list[bytes]:
+        return parse_batch(body, self.limits)
+
+    def ingest(self, items: Sequence[bytes]) -> list[ItemResult]:
+        """Ingest envelopes (bytes); each item's result, in order."""
+        received = self._now()
+        results: dict[int, ItemResult] = {}
+        rejected: list[_Rejection] = []
+        verified: list[_Verified] = []
+        for index, data in enumerate(items):
+            try:
+                verified.append(self._verify(index, data, received))
+            except BrakepedalError as e:
+                device, sequence = _peek(data)
+                rejected.append(_Rejection(index, e.reason, e.message, data, device, sequence))
+        # Chain order: per device by sequence, devices in first-seen order.
+        verified.sort(key=lambda v: (v.report.device, v.report.sequence))
+        with self._store.write_transaction("ingest reports") as conn:
+            accepted, duplicates, twins = self._check_chains(conn, verified, rejected)
+            if accepted:
+                first = self._store.append_locked(
+                    conn,
+                    [v.envelope for v in accepted],
+                    leaf_hashes_of([v.envelope for v in accepted]),
+                )
+                self._insert_reports(conn, accepted, first, received)
+                for offset, v in enumerate(accepted):
+                    results[v.index] = ItemResult(
+                        v.index,
+                        ACCEPTED,
+                        v.report.device,
+                        v.report.sequence,
+                        log_index=first + offset,
+                    )
+            if twins:
+                position = {id(v): first + offset for offset, v in enumerate(accepted)}
+                duplicates += [(v, position[id(twin)]) for v, twin in twins]
+            for v, log_index in duplicates:
+                results[v.index] = ItemResult(
+                    v.index,
+                    DUPLICATE,
+                    v.report.device,
+                    v.report.sequence,
+                    log_index=log_index,
+                    reason="ingest.duplicate",
+                    detail="already stored; nothing changed",
+                )
+            self._insert_rejections(conn, rejected, received)
+        for r in rejected:
+            if r.reason != "ingest.duplicate":
+                results[r.index] = ItemResult(
+                    r.index, REJECTED, r.device, r.sequence, reason=r.reason, detail=r.detail
+                )
+        return [results[index] for index in range(len(items))]
+
+    def keep_evidence(self, body: bytes, reason: str, detail: str) -> None:
+        """Store a whole body that could not be read as a batch."""
+        with self._store.write_transaction("keep rejected evidence") as conn:
+            self._insert_rejections(conn, [_Rejection(-1, reason, detail, body)], self._now())
+
+    # ------------------------------------------------------------------ verification
+
+    def _verify(self, index: int, data: bytes, received: datetime) -> _Verified:
+        if len(data) > self._parse_limits.max_envelope_bytes:
+            raise InputError(
+                "ingest.item_too_large",
+                f"reports[{index}]: {len(data)} bytes > {self._parse_limits.max_envelope_bytes}",
+            )
+        envelope = parse_envelope(data, limits=self._parse_limits)
+        if envelope.payload_type != REPORT_PAYLOAD_TYPE:
+            raise InputError(
+                "ingest.payload_type_unexpected",
+                f"reports[{index}]: payloadType {envelope.payload_type!r:.80} is not a report",
+            )
+        report = parse_report(envelope.payload, limits=self._parse_limits)
+        key, accelerator = self._key(report.device)
+        if report.accelerator != accelerator:
+            raise InputError(
+                "ingest.accelerator_mismatch",
+                f"reports[{index}]: a {report.accelerator} report from {report.device}, "
+                f"enrolled as a {accelerator}",
+            )
+        pae = envelope.pae()
+        if not any(_verifies(key, carried.sig, pae) for carried in envelope.signatures):
+            raise TrustError(
+                "ingest.signature_invalid",
+                f"reports[{index}]: not signed by the key enrolled for {report.device}",
+            )
+        if report.window_end > received + self.limits.clock_skew:
+            raise InputError(
+                "ingest.clock_ahead",
+                f"reports[{index}]: window ends {report.window_end.isoformat()}, more than "
+                f"{self.limits.clock_skew} after the registry's clock",
+            )
+        return _Verified(index, report, data, hashlib.sha256(envelope.payload).hexdigest())
+
+    def _key(self, device: DeviceId) -> tuple[Ed25519PublicKey, str]:
+        known = self._keys.get(device)
+        if known is not None:
+            return known
+        with self._store.engine.connect() as conn:
+            row = conn.execute(
+                select(devices.c.public_key, devices.c.accelerator).where(
+                    devices.c.device == str(device)
+                )
+            ).one_or_none()
+        if row is None:
+            raise InputError("ingest.device_unknown", f"device {device} is not enrolled")
+        # Kept as a ready cryptography key: loading it per report costs more than verifying.
+        enrolled = public_key_from_json(str(row[0]).encode())
+        known = (
+            Ed25519PublicKey.from_public_bytes(bytes.fromhex(enrolled.keyval["public"])),
+            str(row[1]),
+        )
+        self._keys[device] = known
+        return known
+
+    # ------------------------------------------------------------------ under the lock
+
+    def _check_chains(
+        self, conn: Connection, verified: list[_Verified], rejected: list[_Rejection]
+    ) -> tuple[list[_Verified], list[tuple[_Verified, int]], list[tuple[_Verified, _Verified]]]:
+        heads: dict[str, _Head] = {}
+        accepted: list[_Verified] = []
+        duplicates: list[tuple[_Verified, int]] = []
+        in_batch: dict[tuple[str, int], _Verified] = {}
+        twins: list[tuple[_Verified, _Verified]] = []
+        for v in verified:
+            report = v.report
+            head = heads.get(report.device) or self._head(conn, report.device)
+            heads[report.device] = head
+            twin = in_batch.get((report.device, report.sequence))
+            if twin is not None and twin.envelope == v.envelope:
+                # The same report twice in one batch: a duplicate of the first copy.
+                twins.append((v, twin))
+                continue
+            reason = self._chain_defect(conn, v, head, duplicates)
+            if reason is None:
+                accepted.append(v)
+                in_batch[(report.device, report.sequence)] = v
+                head.sequence = report.sequence
+                head.digest = v.digest
+                head.window_end_us = micros(report.window_end)
+            elif reason[0] != "":
+                rejected.append(
+                    _Rejection(
+                        v.index, reason[0], reason[1], v.envelope, report.device, report.sequence
+                    )
+                )
+        self._move_heads(conn, heads, accepted)
+        return accepted, duplicates, twins
+
+    def _head(self, conn: Connection, device: str) -> _Head:
+        row = conn.execute(
+            select(
+                devices.c.last_sequence,
+                devices.c.last_digest,
+                devices.c.last_window_end_us,
+                devices.c.operator,
+            ).where(devices.c.device == device)
+        ).one()
+        return _Head(row[0], row[1], row[2], row[3])
+
+    def _chain_defect(  # noqa: PLR0911 - one return per named defect
+        self,
+        conn: Connection,
+        v: _Verified,
+        head: _Head,
+        duplicates: list[tuple[_Verified, int]],
+    ) -> tuple[str, str] | None:
+        report, where = v.report, f"reports[{v.index}]"
+        expected = 0 if head.sequence is None else head.sequence + 1
+        if report.sequence < expected:
+            stored = conn.execute(
+                select(reports.c.digest, reports.c.log_index).where(
+                    reports.c.device == report.device, reports.c.sequence == report.sequence
+                )
+            ).one_or_none()
+            if stored is not None and stored[0] == v.digest:
+                duplicates.append((v, int(stored[1])))
+                return ("ingest.duplicate", f"{where}: already stored at log index {stored[1]}")
+            if stored is not None:
+                return (
+                    "ingest.equivocation",
+                    f"{where}: {report.device} sequence {report.sequence} is already stored "
+                    f"with another digest ({stored[0][:16]}...); two reports for one slot",
+                )
+            return ("ingest.sequence_old", f"{where}: sequence {report.sequence} < {expected}")
+        if report.sequence > expected:
+            return (
+                "ingest.sequence_gap",
+                f"{where}: sequence {report.sequence}, expected {expected}; send the gap first",
+            )
+        previous = GENESIS_PREVIOUS if head.digest is None else head.digest
+        if report.previous != previous:
+            return (
+                "ingest.chain_broken",
+                f"{where}: previous {report.previous[:16]}... is not the digest of "
+                f"sequence {expected - 1} ({previous[:16]}...)",
+            )
+        if head.window_end_us is not None and micros(report.window_start) < head.window_end_us:
+            return (
+                "ingest.window_overlap",
+                f"{where}: window starts {report.window_start.isoformat()}, before the "
+                "previous report's window ended",
+            )
+        return None
+
+    def _move_heads(
+        self, conn: Connection, heads: dict[str, _Head], accepted: list[_Verified]
+    ) -> None:
+        moved = {v.report.device for v in accepted}
+        for device in sorted(moved):
+            head = heads[device]
+            conn.execute(
+                update(devices)
+                .where(devices.c.device == device)
+                .values(
+                    last_sequence=head.sequence,
+                    last_digest=head.digest,
+                    last_window_end_us=head.window_end_us,
+                )
+            )
+
+    def _insert_reports(
+        self, conn: Connection, accepted: list[_Verified], first: int, received: datetime
+    ) -> None:
+        operators = {
+            row[0]: row[1]
+            for row in conn.execute(
+                select(devices.c.device, devices.c.operator).where(
+                    devices.c.device.in_({v.report.device for v in accepted})
+                )
+            )
+        }
+        at = micros(received)
+        conn.execute(
+            insert(reports),
+            [
+                {
+                    "device": str(r.device),
+                    "sequence": r.sequence,
+                    "digest": v.digest,
+                    "log_index": first + offset,
+                    "received_us": at,
+                    "window_start_us": micros(r.window_start),
+                    "window_end_us": micros(r.window_end),
+                    "busy_ms": r.busy_ms,
+                    "tensor_active_ms": r.tensor_active_ms,
+                    "energy_mj": r.energy_mj,
+                    "operator": operators[r.device],
+                    "job": r.job,
+                    "tenant": r.tenant,
+                    "permit": r.permit,
+                    "workload": r.workload.value,
+                    "minute_root": r.minute_root,
+                    "minute_count": r.minute_count,
+                }
+                for offset, v in enumerate(accepted)
+                for r in (v.report,)
+            ],
+        )
+
+    def _insert_rejections(
+        self, conn: Connection, rejected: list[_Rejection], received: datetime
+    ) -> None:
+        if not rejected:
+            return
+        at = micros(received)
+        conn.execute(
+            insert(rejections),
+            [
+                {
+                    "received_us": at,
+                    "reason": r.reason,
+                    "detail": r.detail[:2000],
+                    "device": r.device,
+                    "sequence": r.sequence,
+                    "body_sha256": hashlib.sha256(r.body).hexdigest(),
+                    "body_size": len(r.body),
+                    "body": r.body[:EVIDENCE_BYTES],
+                }
+                for r in rejected
+            ],
+        )
+
+
+def _verifies(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def parse_batch(body: bytes, limits: IngestLimits) -> list[bytes]:
+    """The items of a batch body ``{"reports": [envelope, ...]}``, each as canonical bytes.
+
+    Raises:
+        InputError: ``ingest.batch_too_large``, ``ingest.body_malformed`` (not JSON, not an
+            object with exactly ``reports``, ``reports`` not a list), ``ingest.batch_empty``.
+    """
+    if len(body) > limits.max_body_bytes:
+        raise InputError(
+            "ingest.batch_too_large", f"body: {len(body)} bytes > {limits.max_body_bytes}"
+        )
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise InputError("ingest.body_malformed", f"body: not JSON ({e})") from e
+    if not isinstance(document, dict) or set(document) != {"reports"}:
+        raise InputError("ingest.body_malformed", 'body: want exactly {"reports": [...]}')
+    raw = document["reports"]
+    if not isinstance(raw, list):
+        raise InputError("ingest.body_malformed", "body.reports: not a list")
+    if not raw:
+        raise InputError("ingest.batch_empty", "body.reports: empty")
+    if len(raw) > limits.max_reports:
+        raise InputError(
+            "ingest.batch_too_large", f"body.reports: {len(raw)} reports > {limits.max_reports}"
+        )
+    items = []
+    for item in raw:
+        try:
+            items.append(canonical_json(item))
+        except BrakepedalError:
+            # Not canonically encodable (floats, lone surrogates...): kept as sent, and the
+            # envelope parser names what is wrong with it.
+            items.append(json.dumps(item, ensure_ascii=True).encode())
+        except RecursionError:
+            items.append(b"[]")  # nested beyond any envelope; the parser refuses it
+    return items
+
+
+def _peek(data: bytes) -> tuple[str | None, int | None]:
+    """Best-effort device and sequence of an item that failed, for the evidence index."""
+    try:
+        envelope = parse_envelope(data)
+        document = json.loads(envelope.payload)
+    except (BrakepedalError, ValueError, RecursionError):
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    device, sequence = document.get("device"), document.get("sequence")
+    return (
+        device[:128] if isinstance(device, str) else None,
+        sequence if isinstance(sequence, int) and 0 <= sequence < 2**63 else None,
+    )
