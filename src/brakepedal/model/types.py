@@ -198,7 +198,8 @@ def parse_utc_timestamp(text: object) -> datetime:
         raise InputError("time.not_utc", f"timestamp {text!r} must end in 'Z'")
     fraction = (match["fraction"] or "").ljust(6, "0")
     try:
-        parsed = datetime.strptime(f"{match['date']}T{match['time']}", "%Y-%m-%dT%H:%M:%S")
+        # The pattern fixed the shape; fromisoformat (C, unlike strptime) checks the ranges.
+        parsed = datetime.fromisoformat(f"{match['date']}T{match['time']}")
     except ValueError as e:
         raise InputError("time.out_of_range", f"timestamp {text!r}: {e}") from e
     return parsed.replace(microsecond=int(fraction), tzinfo=UTC)

@@ -226,3 +226,43 @@ def test_canonical_parse_round_trip(value: dict[str, Any]) -> None:
 def test_canonical_is_independent_of_key_order(value: dict[str, Any]) -> None:
     reversed_order = dict(reversed(list(value.items())))
     assert canonical_json(reversed_order) == canonical_json(value)
+
+
+_fast_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=4),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=10,
+)
+
+
+@given(st.dictionaries(st.text(max_size=4), _fast_json, max_size=4), st.integers(0, 3))
+def test_the_ascii_fast_path_agrees_with_rfc8785(document: dict[str, Any], form: int) -> None:
+    """require_canonical's verdict equals comparing with the rfc8785 package's bytes."""
+    encodings = [
+        rfc8785.dumps(document),
+        json.dumps(document, separators=(",", ":"), sort_keys=True).encode(),  # ASCII escapes
+        json.dumps(document, sort_keys=True).encode(),
+        json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode(),
+    ]
+    data = encodings[form]
+    try:
+        parsed = parse_json_object(data, what="t")
+    except InputError:
+        return
+    expected = rfc8785.dumps(parsed) == data
+    try:
+        require_canonical(data)
+        verdict = True
+    except InputError:
+        verdict = False
+    assert verdict == expected

@@ -1,0 +1,71 @@
+"""bench/ingest.py: one quick run end to end (SQLite only), so that the benchmark keeps working.
+
+The run starts a real registry process, enrols the devices, posts every report over HTTP, times
+raw Ed25519 verification, ingests in-process with the phases timed and runs the agent's
+collection. bench/ is not a package: ``conftest.py`` puts it on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from ingest import PHASES, QUICK, main
+
+
+@pytest.mark.slow
+def test_quick_run_accepts_every_report_and_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "ingest.json"
+
+    assert main(["--quick", "--stores", "sqlite", "--json", str(out)]) == 0
+
+    report = json.loads(out.read_text())
+    assert set(report) >= {
+        "machine",
+        "parameters",
+        "end_to_end",
+        "raw_ed25519",
+        "ingest_target",
+        "breakdown",
+        "agent",
+        "all_accepted",
+    }
+    for fact in ("nproc", "python", "platform", "cryptography", "pynacl", "openssl", "sqlite"):
+        assert report["machine"][fact], fact
+    reports, devices = QUICK["reports"], QUICK["devices"]
+
+    (sqlite,) = report["end_to_end"]
+    assert sqlite["store"] == "sqlite"
+    assert sqlite["accepted"] == sqlite["reports"] == reports
+    assert sqlite["not_accepted"] == 0
+    assert sqlite["not_accepted_reasons"] == {}
+    assert sqlite["tree_size"] == devices + reports  # every enrolment and report is logged
+    assert sqlite["reports_per_second"] > 0
+    assert sqlite["server_cpu_us_per_report"] > 0
+    assert report["all_accepted"] is True
+
+    assert {r["library"] for r in report["raw_ed25519"]} == {"nacl", "openssl"}
+    for raw in report["raw_ed25519"]:
+        assert raw["pairs"] == reports
+        assert raw["processes"] == 2
+        assert raw["one_core_per_second"] > 0
+        assert raw["multicore_per_second"] > 0
+    assert set(report["ingest_target"]["met"]) == {"sqlite"}
+    assert sqlite["ratio_to_nacl_multicore"] > 0
+
+    phases = report["breakdown"]
+    assert phases["reports"] == reports
+    assert phases["not_accepted"] == 0
+    for clock in ("wall", "cpu"):  # exclusive times: the phases add up to the total
+        assert list(phases[f"phases_{clock}_us"]) == list(PHASES.values())
+        total = sum(phases[f"phases_{clock}_us"].values())
+        assert math.isclose(total, phases[f"timed_total_{clock}_us"], rel_tol=0.05), clock
+
+    agent = report["agent"]
+    windows = QUICK["agent_seconds"] // (60 * QUICK["agent_window_minutes"])
+    assert agent["devices"] == QUICK["agent_devices"]
+    assert agent["reports"] == windows * QUICK["agent_devices"]
+    assert agent["cpu_percent_per_gpu"] > 0
+    assert agent["heap_peak_per_gpu_kib"] > 0
