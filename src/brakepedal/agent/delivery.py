@@ -18,6 +18,7 @@ the whole batch: a 4xx with its reason), ``delivery.answer_invalid``.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,9 +27,11 @@ from typing import Any
 
 import httpx
 
-from brakepedal.agent.spool import RetryPolicy, Spool
+from brakepedal.agent.spool import RetryPolicy, Spool, SpooledReport
 from brakepedal.errors import InputError, TransportError
 from brakepedal.model.types import DeviceId
+
+log = logging.getLogger("brakepedal.agent")
 
 __all__ = ["Deliverer", "DeliveryStats", "RegistryClient", "answer_challenges"]
 
@@ -107,6 +110,7 @@ class DeliveryStats:
     duplicate: int = 0
     rejected: int = 0
     unreachable: int = 0
+    refused: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -141,7 +145,7 @@ class Deliverer:
         now = at or datetime.now(UTC)
         if self.next_attempt is not None and now < self.next_attempt:
             return 0
-        due = self._spool.due(at=now, limit=self._batch)
+        due = self._in_chain_order(self._spool.due(at=now, limit=self._batch))
         if not due:
             return 0
         try:
@@ -149,6 +153,15 @@ class Deliverer:
         except TransportError:
             self._failures += 1
             self.stats.unreachable += 1
+            self.next_attempt = now + self._policy.delay(self._failures, self._rng)
+            raise
+        except InputError as e:
+            # The registry refused the whole batch: back off as for an outage, and send
+            # smaller batches if it was too large.
+            self._failures += 1
+            self.stats.refused += 1
+            if e.reason == "ingest.batch_too_large":
+                self._batch = max(1, self._batch // 2)
             self.next_attempt = now + self._policy.delay(self._failures, self._rng)
             raise
         self._failures = 0
@@ -172,6 +185,20 @@ class Deliverer:
                     item.device, item.sequence, at=now, policy=self._policy, rng=self._rng
                 )
         return stored
+
+    def _in_chain_order(self, due: list[SpooledReport]) -> list[SpooledReport]:
+        """Of ``due``, each device's reports from its first undelivered one, without a hole.
+
+        A report the registry rejected waits out its own backoff; its successors wait with it
+        instead of being sent (and rejected as a gap, and kept as evidence) meanwhile.
+        """
+        expected = self._spool.first_undelivered()
+        ready = []
+        for item in sorted(due, key=lambda r: (r.device, r.sequence)):
+            if expected.get(item.device) == item.sequence:
+                ready.append(item)
+                expected[item.device] = item.sequence + 1
+        return ready
 
     def drain(self, *, rounds: int = 1000) -> int:
         """Deliver until nothing is due, ignoring the backoff (shutdown); total stored."""
@@ -200,7 +227,12 @@ def answer_challenges(spool: Spool, client: RegistryClient, devices: Sequence[De
             if not isinstance(sequence, int) or not isinstance(number, int):
                 continue
             minutes = spool.minutes(device, sequence)
-            if minutes:
+            if not minutes:
+                continue
+            try:
                 client.answer_challenge(number, minutes)
-                answered += 1
+            except InputError as e:  # this answer was refused; the others still go
+                log.warning("challenge answer refused", extra={"id": number, "reason": e.reason})
+                continue
+            answered += 1
     return answered

@@ -87,7 +87,7 @@ class Agent:
         spool: Spool,
         identities: Sequence[DeviceIdentity],
         client: RegistryClient,
-        deliver_spool: Spool | None = None,
+        deliver_spool: Spool,
         clock: Clock | None = None,
         window: timedelta = timedelta(minutes=5),
         attributor: Attributor | None = None,
@@ -120,7 +120,11 @@ class Agent:
         self.client = client
         # One connection per thread: the collector writes through ``spool``, delivery through
         # its own connection to the same file (SQLite serialises the two).
-        self.deliver_spool = deliver_spool or spool
+        if deliver_spool is spool:
+            raise InputError(
+                "agent.spool_shared", "delivery needs its own connection to the spool file"
+            )
+        self.deliver_spool = deliver_spool
         self.deliverer = Deliverer(
             self.deliver_spool, client, batch=batch, policy=retry or RetryPolicy()
         )
@@ -151,6 +155,11 @@ class Agent:
         self._stop.set()
         for thread in self._threads:
             thread.join(30)
+        if any(thread.is_alive() for thread in self._threads):
+            # A loop is still inside a call: touching its connection now could interleave
+            # two transactions on it. Leave the rest to the next start.
+            log.error("agent loops did not stop in 30 s; not flushing")
+            return
         try:
             # Report the minute in progress rather than leave it unreported.
             self.stats.reports += len(self.collector.flush(self.clock.now()))
@@ -190,7 +199,7 @@ class Agent:
                 next_governance = time.monotonic() + self._governance_every
                 self.watcher.refresh(datetime.now(UTC))  # never raises; keeps the last good
             try:
-                while (stored := self.deliverer.deliver()) > 0:
+                while not self._stop.is_set() and (stored := self.deliverer.deliver()) > 0:
                     self.stats.stored += stored
                 if time.monotonic() >= next_challenge:
                     next_challenge = time.monotonic() + self._challenge_every

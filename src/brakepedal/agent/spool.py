@@ -249,6 +249,13 @@ class Spool:
             for r in rows
         ]
 
+    def first_undelivered(self) -> dict[DeviceId, int]:
+        """Per device with undelivered reports, the lowest undelivered sequence."""
+        rows = self._db.execute(
+            "SELECT device, MIN(sequence) FROM reports WHERE delivered_us IS NULL GROUP BY device"
+        ).fetchall()
+        return {DeviceId(r[0]): int(r[1]) for r in rows}
+
     def delivered(self, device: DeviceId, sequence: int, *, at: datetime) -> None:
         """The registry stored the report (accepted or kept as evidence): stop sending it."""
         with self._transaction() as db:

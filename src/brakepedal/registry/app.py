@@ -49,7 +49,9 @@ _STATUS = {
     "registry.role_insufficient": 403,
 }
 _MAX_BODY = 16_000_000
-_ANSWER_LIMITS = Limits(max_json_bytes=16_000_000)
+#: A day's minute records (1,440) at about 1 KB each, with room to spare.
+_MAX_ANSWER = 4_000_000
+_ANSWER_LIMITS = Limits(max_json_bytes=_MAX_ANSWER)
 
 
 class Problem(BaseModel):
@@ -149,11 +151,18 @@ _ENVELOPE_SCHEMA = {
 }
 
 
-async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > _MAX_BODY:
-        raise InputError("ingest.batch_too_large", f"body: {len(body)} bytes > {_MAX_BODY}")
-    return body
+async def _body(request: Request, limit: int = _MAX_BODY) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed ``limit``: never buffered whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise InputError("ingest.batch_too_large", f"body: {declared} bytes > {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InputError("ingest.batch_too_large", f"body: more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _credential(
@@ -183,7 +192,7 @@ def _admin(who: Annotated[tuple[str, str], Depends(_credential)]) -> str:
 Auditor = Annotated[str, Depends(_auditor)]
 Admin = Annotated[str, Depends(_admin)]
 Size = Annotated[int, Query(ge=0, le=2**62)]
-Name = Annotated[str, Path(max_length=128)]
+Name = Annotated[str, Path(max_length=128, pattern=r"^[a-z0-9][a-z0-9._:-]*$")]
 
 
 def create_app(registry: Registry) -> FastAPI:  # noqa: PLR0915 - one route table
@@ -420,15 +429,20 @@ def create_app(registry: Registry) -> FastAPI:  # noqa: PLR0915 - one route tabl
     async def answer(
         number: Annotated[int, Path(ge=1, le=2**62)], request: Request
     ) -> dict[str, Any]:
-        body = await _body(request)
+        body = await _body(request, _MAX_ANSWER)
 
         def store() -> None:
             from brakepedal.crypto.canonical import canonical_json  # noqa: PLC0415
 
+            expected = registry.challenge_minute_count(number)  # unknown or answered: refused
             document = parse_json_object(body, what="answer", limits=_ANSWER_LIMITS)
             minutes = document.get("minutes")
             if set(document) != {"minutes"} or not isinstance(minutes, list):
                 raise InputError("registry.answer_invalid", 'want {"minutes": [record, ...]}')
+            if len(minutes) != expected or not all(isinstance(m, dict) for m in minutes):
+                raise InputError(
+                    "registry.answer_invalid", f"want the report's {expected} minute records"
+                )
             registry.answer_challenge(number, [canonical_json(m) for m in minutes])
 
         await run_in_threadpool(store)
@@ -448,7 +462,9 @@ def create_app(registry: Registry) -> FastAPI:  # noqa: PLR0915 - one route tabl
         return {"files": sorted(files)}
 
     @app.get("/v1/governance/files/{path:path}", responses={404: {"model": Problem}})
-    async def governance_file(path: Annotated[str, Path(max_length=300)]) -> Response:
+    async def governance_file(
+        path: Annotated[str, Path(max_length=300, pattern=r"^[A-Za-z0-9._/-]+$")],
+    ) -> Response:
         data = await run_in_threadpool(registry.governance_file, path)
         return Response(data, media_type="application/octet-stream")
 

@@ -24,8 +24,8 @@ Reasons (``ingest.*`` unless the underlying parser names its own, which is then 
 ``payload_type_unexpected``, ``device_unknown``, ``accelerator_mismatch``,
 ``signature_invalid``, ``sequence_gap``, ``sequence_old``, ``chain_broken``,
 ``equivocation`` (another report already holds this sequence), ``window_overlap``,
-``clock_ahead``, ``duplicate``; and the parsers' ``envelope.*``, ``report.*``, ``json.*``,
-``canonical.*``.
+``clock_ahead``, ``energy_implausible``, ``duplicate``; and the parsers' ``envelope.*``,
+``report.*``, ``json.*``, ``canonical.*``.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ __all__ = [
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: No accelerator draws 10 kW; more energy than that in a window is not a measurement.
+_MAX_POWER_MJ_PER_S = 10_000_000
 #: Evidence keeps at most this much of a rejected item's bytes (its hash and size always).
 EVIDENCE_BYTES = 65_536
 
@@ -257,6 +259,13 @@ class Ingestor:
                 "ingest.signature_invalid",
                 f"reports[{index}]: not signed by the key enrolled for {report.device}",
             )
+        seconds = (report.window_end - report.window_start).total_seconds()
+        if report.energy_mj > seconds * _MAX_POWER_MJ_PER_S:
+            raise InputError(
+                "ingest.energy_implausible",
+                f"reports[{index}]: {report.energy_mj} mJ in {seconds:.0f} s is over "
+                f"{_MAX_POWER_MJ_PER_S // 1_000_000} kW",
+            )
         if report.window_end > received + self.limits.clock_skew:
             raise InputError(
                 "ingest.clock_ahead",
@@ -443,9 +452,9 @@ class Ingestor:
             [
                 {
                     "received_us": at,
-                    "reason": r.reason,
-                    "detail": r.detail[:2000],
-                    "device": r.device,
+                    "reason": _text(r.reason),
+                    "detail": _text(r.detail[:2000]),
+                    "device": None if r.device is None else _text(r.device),
                     "sequence": r.sequence,
                     "body_sha256": hashlib.sha256(r.body).hexdigest(),
                     "body_size": len(r.body),
@@ -454,6 +463,11 @@ class Ingestor:
                 for r in rejected
             ],
         )
+
+
+def _text(value: str) -> str:
+    """Evidence text a database keeps whatever the input held (PostgreSQL refuses NUL)."""
+    return value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
 
 
 def _verifies(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:

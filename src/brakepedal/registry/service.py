@@ -62,10 +62,9 @@ from brakepedal.tlog.checkpoint import open_checkpoint
 from brakepedal.tlog.cosignature import CosignatureVerifier, verify_cosignatures
 from brakepedal.tlog.log import TransparencyLog
 from brakepedal.tlog.merkle import leaf_hash
-from brakepedal.tlog.note import Note, NoteSigner
+from brakepedal.tlog.note import Note, NoteSignature, NoteSigner
 from brakepedal.tlog.proof import InclusionProof
 from brakepedal.tlog.sqlstore import SqlLogStore, normalise_store_url
-from brakepedal.tlog.witness import merge_cosigned_notes
 from brakepedal.wire.minute import parse_minute
 from brakepedal.wire.report import verify_minutes
 from brakepedal.wire.report_format import parse_report
@@ -211,7 +210,12 @@ class Registry:
         with self._signing:
             latest = self.store.latest_checkpoint()
             if latest is None or latest[0] < self.store.size():
-                self.log.checkpoint(self.config.origin, self.config.log_signer)
+                try:
+                    self.log.checkpoint(self.config.origin, self.config.log_signer)
+                except BrakepedalError as e:
+                    # Another worker process stored a larger checkpoint meanwhile: serve it.
+                    if e.reason != "log.checkpoint_rollback":
+                        raise
                 latest = self.store.latest_checkpoint()
         if latest is None:
             raise TrustError("registry.checkpoint_missing", "no checkpoint after signing one")
@@ -225,9 +229,10 @@ class Registry:
     def add_cosignatures(self, note: bytes) -> bytes:
         """Merge a witness's cosigned copy of a checkpoint this registry signed.
 
-        Only lines that verify under a configured witness or one the governance agreement
-        names are kept, so nobody can fill the
-        note with junk lines and crowd out the witnesses (a note holds at most 100 lines).
+        The stored note is rebuilt from verified lines only: the log's own line, and for each
+        witness (configured, or named by the governance agreement) its newest verified
+        cosignature. Nobody can add junk lines or crowd the witnesses out, and a witness
+        that cosigns again replaces its line rather than adding one.
         """
         opened = open_checkpoint(note, self.config.log_signer.verifier(), origin=self.config.origin)
         size = opened.checkpoint.size
@@ -236,32 +241,34 @@ class Registry:
                 "registry.checkpoint_foreign", "that checkpoint is not of this log's history"
             )
         body = opened.note.text
-        keep = []
         witnesses = list(self.config.witnesses)
         with contextlib.suppress(BrakepedalError):  # no governance root yet
             witnesses += trusted_agreement(self.governance_files()).witness_verifiers()
-        for line in opened.note.signatures:
-            for witness in witnesses:
-                if (line.name, line.key_id) != (witness.name, witness.key_id):
-                    continue
-                witness.verify(body, line.key_id + line.signature)
-                keep.append(line)
-        if not keep:
+        offered = self._witness_lines(body, opened.note.signatures, witnesses)
+        if not offered:
             raise TrustError(
                 "registry.cosignature_unknown",
-                "the note carries no cosignature of a witness this registry knows",
+                "the note carries no cosignature that verifies under a witness this registry knows",
             )
-        ours = [
-            line for line in opened.note.signatures if line.key_id == self.config.log_signer.key_id
-        ]
-        cosigned = Note(body, tuple(ours + keep)).to_bytes()
+        signer = self.config.log_signer
+        own = next(
+            line
+            for line in opened.note.signatures
+            if (line.name, line.key_id) == (signer.name, signer.key_id)
+        )
         with self.store.write_transaction("store cosignatures") as conn:
             stored = conn.execute(
                 select(cosigned_checkpoints.c.note).where(cosigned_checkpoints.c.size == size)
             ).scalar_one_or_none()
-            merged = merge_cosigned_notes(
-                [bytes(stored), cosigned] if stored is not None else [cosigned]
-            )
+            lines = dict(offered)
+            if stored is not None:
+                earlier = Note.from_bytes(bytes(stored)).signatures
+                for key, (timestamp, line) in self._witness_lines(body, earlier, witnesses).items():
+                    if key not in lines or lines[key][0] < timestamp:
+                        lines[key] = (timestamp, line)
+            merged = Note(
+                body, (own, *(line for _, line in sorted(lines.values(), key=_by_name)))
+            ).to_bytes()
             if stored is None:
                 conn.execute(insert(cosigned_checkpoints).values(size=size, note=merged))
             else:
@@ -271,6 +278,25 @@ class Registry:
                     .values(note=merged)
                 )
         return merged
+
+    @staticmethod
+    def _witness_lines(
+        body: bytes, signatures: Sequence[NoteSignature], witnesses: Sequence[CosignatureVerifier]
+    ) -> dict[tuple[str, bytes], tuple[int, NoteSignature]]:
+        """Per witness, its newest line among ``signatures`` that verifies over ``body``."""
+        found: dict[tuple[str, bytes], tuple[int, NoteSignature]] = {}
+        for line in signatures:
+            for witness in witnesses:
+                key = (witness.name, witness.key_id)
+                if (line.name, line.key_id) != key:
+                    continue
+                try:
+                    timestamp = witness.verify(body, line.key_id + line.signature)
+                except TrustError:
+                    continue
+                if key not in found or found[key][0] < timestamp:
+                    found[key] = (timestamp, line)
+        return found
 
     def inclusion(self, index: int, size: int) -> InclusionProof:
         if not 0 <= index < size <= self.store.size():
@@ -377,6 +403,19 @@ class Registry:
                 .values(answered_us=micros(self.config.now()), response=response)
             )
 
+    def challenge_minute_count(self, challenge: int) -> int:
+        """How many minute records an answer to ``challenge`` must carry (open ones only)."""
+        row = self._challenge_row(challenge)
+        if row.answered_us is not None:
+            raise InputError("registry.challenge_answered", f"challenge {challenge} is answered")
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                select(reports.c.minute_count).where(
+                    reports.c.device == row.device, reports.c.sequence == row.sequence
+                )
+            ).scalar_one()
+        return int(count)
+
     def challenge_status(self, challenge: int) -> dict[str, Any]:
         row = self._challenge_row(challenge)
         return {
@@ -472,17 +511,17 @@ class Registry:
         except BrakepedalError:
             return candidates[0]
         for note in candidates:
-            opened = open_checkpoint(
-                note, self.config.log_signer.verifier(), origin=self.config.origin
-            )
             try:
+                opened = open_checkpoint(
+                    note, self.config.log_signer.verifier(), origin=self.config.origin
+                )
                 verify_cosignatures(
                     opened.note,
                     opened.note.text,
                     agreement.witness_verifiers(),
                     agreement.witness_threshold,
                 )
-            except TrustError:
+            except BrakepedalError:
                 continue
             return note
         return None
@@ -621,6 +660,10 @@ _TIMESTAMP_ALIAS = "metadata/timestamp.json"
 def _files_in(conn: Connection) -> dict[str, bytes]:
     rows = conn.execute(select(governance_files.c.path, governance_files.c.data)).all()
     return {str(path): bytes(data) for path, data in rows}
+
+
+def _by_name(entry: tuple[int, NoteSignature]) -> tuple[str, bytes]:
+    return entry[1].name, entry[1].key_id
 
 
 def _versioned_alias(names: Sequence[str]) -> str:

@@ -19,6 +19,7 @@ The SQL implementation lives in :mod:`brakepedal.tlog.sqlstore`.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -177,6 +178,8 @@ class MemoryLogStore:
         # _levels[l][i] is the hash of NodeId(l, i); a list per level keeps appends cheap.
         self._levels: list[list[bytes]] = [[]]
         self._checkpoints: list[tuple[int, bytes]] = []
+        # Appends read the frontier and then extend it: two threads must not interleave.
+        self._lock = threading.Lock()
 
     @property
     def origin(self) -> str:
@@ -187,6 +190,10 @@ class MemoryLogStore:
 
     def append(self, entries: Sequence[bytes]) -> int:
         check_entries(entries)
+        with self._lock:
+            return self._append(entries)
+
+    def _append(self, entries: Sequence[bytes]) -> int:
         first = self.size()
         if not entries:
             return first
@@ -218,8 +225,9 @@ class MemoryLogStore:
         return self._entries[start:end]
 
     def add_checkpoint(self, size: int, note: bytes) -> None:
-        check_checkpoint_size(size, self.size(), self.latest_checkpoint())
-        self._checkpoints.append((size, bytes(note)))
+        with self._lock:
+            check_checkpoint_size(size, self.size(), self.latest_checkpoint())
+            self._checkpoints.append((size, bytes(note)))
 
     def latest_checkpoint(self) -> tuple[int, bytes] | None:
         return self._checkpoints[-1] if self._checkpoints else None

@@ -20,7 +20,7 @@ from brakepedal.registry.service import Registry, migrate
 from brakepedal.tlog.checkpoint import open_checkpoint
 from brakepedal.tlog.cosignature import Cosigner
 from brakepedal.tlog.log import TransparencyLog
-from brakepedal.tlog.note import Note
+from brakepedal.tlog.note import Note, NoteSignature
 from brakepedal.tlog.proof import ConsistencyProof, parse_proof
 from brakepedal.tlog.sqlstore import SqlLogStore
 from brakepedal.tlog.sqlstore import _metadata as log_metadata
@@ -188,6 +188,16 @@ def test_consistency_tiles_and_cosignatures(registry: Registry, server: Server) 
     assert server.client.post("/v1/log/cosignatures", content=cosigned).status_code == 200
     served = Note.from_bytes(server.client.get("/v1/log/checkpoint").content)
     assert [s.name for s in served.signatures] == [ORIGIN, "witness.test/w1"]
+    # Junk lines under the log's key ID, and the same witness again later: one line each.
+    junk_lines = tuple(
+        NoteSignature(f"x{n}", LOG_SIGNER.key_id, bytes(range(256)) * 4) for n in range(90)
+    )
+    later = WITNESS.cosign(parsed.text, now + 60)
+    crowded = Note(parsed.text, (*parsed.signatures, *junk_lines, later)).to_bytes()
+    assert server.client.post("/v1/log/cosignatures", content=crowded).status_code == 200
+    served = Note.from_bytes(server.client.get("/v1/log/checkpoint").content)
+    assert [s.name for s in served.signatures] == [ORIGIN, "witness.test/w1"]
+    assert served.signatures[1] == later
     forged = Note(parsed.text, (*parsed.signatures, replace(line, signature=bytes(72)))).to_bytes()
     assert server.client.post("/v1/log/cosignatures", content=forged).status_code == 422
     foreign = server.client.post("/v1/log/cosignatures", content=b"not a note\n")

@@ -315,7 +315,7 @@ def test_a_forged_cosignature_is_refused_and_does_not_poison_the_evidence(site: 
         "/v1/log/cosignatures", content=Note(note.text, (log_line, forged)).to_bytes()
     )
     assert answer.status_code == 422, answer.text
-    assert answer.json()["reason"] == "cosignature.signature_invalid"
+    assert answer.json()["reason"] == "registry.cosignature_unknown"
     # A witness the registry does not know is not stored either.
     stranger = Cosigner("witness.elsewhere/w9", generate_ed25519())
     line = stranger.cosign(note.text, int((T0 + HOUR).timestamp()))

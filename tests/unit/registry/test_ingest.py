@@ -125,6 +125,10 @@ def _wrong_accelerator(gpu: Device, _other: Device) -> bytes:
     return batch(gpu.report(accelerator="nvidia-a100", advance=False))
 
 
+def _energy_implausible(gpu: Device, _other: Device) -> bytes:
+    return batch(gpu.report(energy_mj=10**13, advance=False))  # 33 MW for five minutes
+
+
 def _not_a_report(gpu: Device, _other: Device) -> bytes:
     envelope = json.loads(gpu.enrolment())
     return json.dumps({"reports": [envelope]}).encode()
@@ -152,6 +156,7 @@ ITEM_CASES: list[tuple[str, BadInput, str]] = [
     ("clock far ahead", _clock_far_ahead, "ingest.clock_ahead"),
     ("window overlaps the last", _window_overlap, "ingest.window_overlap"),
     ("wrong accelerator", _wrong_accelerator, "ingest.accelerator_mismatch"),
+    ("energy beyond any accelerator", _energy_implausible, "ingest.energy_implausible"),
     ("not a usage report", _not_a_report, "ingest.payload_type_unexpected"),
     ("tampered payload", _tampered_payload, "ingest.signature_invalid"),
     ("malformed item", _garbage_item, "envelope.field_missing"),
@@ -247,3 +252,27 @@ def test_the_same_report_twice_in_one_batch_is_a_duplicate(
     assert [r["status"] for r in results] == ["accepted", "duplicate"]
     assert results[0]["log_index"] == results[1]["log_index"]
     assert _stored(registry)[2] == 2
+
+
+def test_evidence_keeps_what_the_database_cannot_store_raw(
+    registry: Registry, server: Server
+) -> None:
+    (gpu,) = _enrolled(server, "gpu-0")
+    envelope = json.loads(gpu.report(advance=False))
+    payload = json.loads(base64.b64decode(envelope["payload"]))
+    payload["device"] = "gpu-0\u0000evil"
+    payload["\u0000"] = 1
+    envelope["payload"] = base64.b64encode(canonical_json(payload)).decode()
+    count, evidence, size = _stored(registry)
+    results = server.client.post("/v1/reports", content=json.dumps({"reports": [envelope]}))
+    assert results.status_code == 200, results.text
+    assert results.json()["results"][0]["status"] == "rejected"
+    assert _stored(registry) == (count, evidence + 1, size)
+
+
+def test_a_body_declared_too_large_is_refused_before_it_is_read(server: Server) -> None:
+    response = server.client.post("/v1/reports", content=b"{}", headers={"Content-Length": "2"})
+    assert response.status_code == 400
+    big = server.client.post("/v1/reports", content=b" " * 16_000_001)
+    assert big.status_code == 413
+    assert big.json()["reason"] == "ingest.batch_too_large"
