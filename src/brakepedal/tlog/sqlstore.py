@@ -6,9 +6,13 @@ starts every write with ``BEGIN IMMEDIATE`` (one writer at a time, readers keep 
 WAL); PostgreSQL locks the ``log_meta`` row with ``SELECT ... FOR UPDATE``. SQLite runs with
 ``synchronous=FULL`` so that an append that returned survives a kill -9 or a power cut.
 
-Tables are created here when absent; a later issue moves the schema to Alembic migrations,
-which is why ``log_meta`` carries a ``schema_version``. Level 0 of the tree (the leaf hashes)
-lives beside the entries in ``log_entries``; ``log_nodes`` holds levels 1 and up.
+Tables are created here when absent (``brakepedal log``); the registry creates the same
+tables, and its own beside them, through its Alembic migrations
+(``brakepedal.registry.migrations``), which adopt a database made here. ``log_meta`` carries a
+``schema_version``. A service that must write its own rows in the same transaction as an
+append uses :meth:`SqlLogStore.write_transaction` and :meth:`SqlLogStore.append_locked`.
+Level 0 of the tree (the leaf hashes) lives beside the entries in ``log_entries``;
+``log_nodes`` holds levels 1 and up.
 """
 
 from __future__ import annotations
