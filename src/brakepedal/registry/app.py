@@ -10,6 +10,7 @@ unexpected into a logged ``registry.internal`` 500 that the schemathesis test wo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -273,14 +274,7 @@ def create_app(registry: Registry) -> FastAPI:  # noqa: PLR0915 - one route tabl
         body = await _body(request)
         enrolled = await run_in_threadpool(registry.enrol, body)
         log.info("enrolled", extra={"device": enrolled.device, "created": enrolled.created})
-        return {
-            "device": enrolled.device,
-            "trust_level": enrolled.trust_level,
-            "manufacturer": enrolled.manufacturer,
-            "serial": enrolled.serial,
-            "log_index": enrolled.log_index,
-            "created": enrolled.created,
-        }
+        return dataclasses.asdict(enrolled)
 
     @app.get("/v1/devices/{device}", responses={404: {"model": Problem}})
     async def device(device: Name) -> dict[str, Any]:

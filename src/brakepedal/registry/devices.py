@@ -71,7 +71,6 @@ ENROLMENT_PAYLOAD_TYPE = brakepedal_payload_type("enrolment", 1)
 _FIELDS = frozenset(
     {"format", "version", "device", "public_key", "accelerator", "operator", "site", "chain", "at"}
 )
-_MAX_CHAIN = MAX_CHAIN_CERTIFICATES
 _MAX_PEM = 2 * MAX_CERTIFICATE_BYTES  # PEM is base64 of the DER, with its armour
 
 
@@ -158,12 +157,13 @@ def parse_enrolment(data: bytes) -> EnrolmentRequest:
         raise InputError("enrolment.request_invalid", "enrolment: format or version unknown")
     key = public_key_from_json(canonical_json(_field(document, "public_key", dict)))
     chain = _field(document, "chain", list)
-    if len(chain) > _MAX_CHAIN or not all(
+    if len(chain) > MAX_CHAIN_CERTIFICATES or not all(
         isinstance(pem, str) and len(pem) <= _MAX_PEM for pem in chain
     ):
         raise InputError(
             "enrolment.request_invalid",
-            f"enrolment.chain: at most {_MAX_CHAIN} PEM strings of <= {_MAX_PEM} characters",
+            f"enrolment.chain: at most {MAX_CHAIN_CERTIFICATES} PEM strings of "
+            f"<= {_MAX_PEM} characters",
         )
     site = document["site"]
     request = EnrolmentRequest(

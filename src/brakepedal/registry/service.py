@@ -31,7 +31,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, func, insert, select, update
 
 from brakepedal.accounting.catalogue import Catalogue, Precision, default_catalogue
 from brakepedal.accounting.flop import BoundBasis, BoundRule, attested_bound
@@ -61,7 +61,7 @@ from brakepedal.registry.schema import (
 from brakepedal.tlog.checkpoint import open_checkpoint
 from brakepedal.tlog.cosignature import CosignatureVerifier, verify_cosignatures
 from brakepedal.tlog.log import TransparencyLog
-from brakepedal.tlog.merkle import leaf_hash
+from brakepedal.tlog.merkle import NodeId
 from brakepedal.tlog.note import Note, NoteSignature, NoteSigner
 from brakepedal.tlog.proof import InclusionProof
 from brakepedal.tlog.sqlstore import SqlLogStore, normalise_store_url
@@ -129,7 +129,7 @@ class Registry:
         self.store.close()
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         return self.store.engine
 
     # ------------------------------------------------------------------ devices, reports
@@ -304,12 +304,9 @@ class Registry:
                 "registry.proof_range",
                 f"index {index} and size {size}: need 0 <= index < size <= {self.store.size()}",
             )
-        return InclusionProof(
-            index,
-            size,
-            leaf_hash(self.log.entry(index)),
-            tuple(self.log.inclusion_proof(index, size)),
-        )
+        # The stored leaf hash, not the entry re-read and re-hashed.
+        (leaf,) = self.store.read_nodes([NodeId(0, index)])
+        return InclusionProof(index, size, leaf, tuple(self.log.inclusion_proof(index, size)))
 
     # ------------------------------------------------------------------ credentials
 
