@@ -200,7 +200,7 @@ def worker_app() -> Any:
 
     settings = json.loads(os.environ[_SETTINGS_ENV])
     _json_logging(settings["log_level"])
-    return create_app(_registry_from(settings))
+    return create_app(_registry_from(settings), inline_ingest=True)
 
 
 def _announce_port(server: object, port_file: Path) -> None:

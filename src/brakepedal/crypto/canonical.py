@@ -26,8 +26,10 @@ from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
     "MAX_SAFE_INTEGER",
+    "NotPlainJSONError",
     "canonical_json",
     "is_canonical",
+    "loads_plain",
     "parse_json_object",
     "require_canonical",
 ]
@@ -119,6 +121,12 @@ def parse_json_object(data: bytes, *, limits: Limits = DEFAULT_LIMITS, what: str
     ``json.constant_not_allowed``, ``json.float_not_allowed``, ``json.integer_out_of_range``,
     ``json.string_invalid``, ``json.too_deep``, ``json.not_object``.
     """
+    fast = _canonical_ascii(data, limits)
+    return fast if fast is not None else _parse_strict(data, limits, what)
+
+
+def _parse_strict(data: bytes, limits: Limits, what: str) -> dict[str, Any]:
+    """:func:`parse_json_object` without its fast path: every input, every defect named."""
     if len(data) > limits.max_json_bytes:
         _refuse("json.too_large", f"{what}: {len(data)} bytes > {limits.max_json_bytes}")
     try:
@@ -140,6 +148,75 @@ def parse_json_object(data: bytes, *, limits: Limits = DEFAULT_LIMITS, what: str
     if not isinstance(document, dict):
         _refuse("json.not_object", f"{what}: top level is {type(document).__name__}")
     _check_parsed(document, what, "$", 1, limits.max_json_depth)
+    return document
+
+
+class NotPlainJSONError(Exception):
+    """A number signed JSON cannot hold: a float, ``NaN``/``Infinity`` or an integer beyond
+    +/-(2^53 - 1). Raised by :func:`loads_plain`; not an :class:`InputError`, because the
+    callers fall back to a slower reader that names the defect."""
+
+
+def _not_plain(token: str) -> NoReturn:
+    raise NotPlainJSONError(token)
+
+
+def _plain_int(token: str) -> int:
+    value = int(token) if len(token) <= _MAX_INT_TEXT else MAX_SAFE_INTEGER + 1
+    if abs(value) > MAX_SAFE_INTEGER:
+        raise NotPlainJSONError(token)
+    return value
+
+
+def loads_plain(text: str | bytes) -> Any:
+    """The standard library's ``json.loads`` of ``text``, stopped at the first number outside
+    the subset signed JSON may hold (:class:`NotPlainJSONError`).
+
+    Fast, and not strict: duplicate keys, lone surrogates and depth are not checked. Callers
+    use it on a fast path whose result they check by re-encoding (see :func:`_canonical_ascii`).
+
+    Raises:
+        NotPlainJSONError: a float, ``NaN``/``Infinity`` or an integer beyond 2^53 - 1.
+        ValueError, RecursionError: as ``json.loads``.
+    """
+    return json.loads(text, parse_float=_not_plain, parse_int=_plain_int, parse_constant=_not_plain)
+
+
+def _canonical_ascii(data: bytes, limits: Limits) -> dict[str, Any] | None:
+    """``data`` parsed, if it is ASCII and exactly its canonical form; otherwise ``None``.
+
+    The fast path of :func:`parse_json_object` and :func:`require_canonical`, for the common
+    case of canonical input (every signed payload and envelope brakepedal writes). It decides
+    only acceptance, never refusal: ``None`` sends the input to the strict parser, which names
+    the defect. Acceptance here implies the strict parser's, with the same document:
+
+    * size and depth hold by the checks in front (nesting is at most the number of opening
+      brackets);
+    * floats, ``NaN``/``Infinity`` and integers beyond 2^53 - 1 stop the standard parser
+      through its hooks;
+    * re-encoding equal to ``data`` leaves no room for duplicate keys (the parsed object would
+      have fewer), whitespace, or lone surrogates (``ensure_ascii=False`` writes them raw,
+      making the output non-ASCII), and for ASCII documents the standard library's sorted
+      compact encoding is RFC 8785's (see :func:`_encoded_like_rfc8785`).
+
+    ``tests/unit/crypto/test_canonical.py`` checks both paths agree on generated inputs.
+    """
+    if (
+        len(data) > limits.max_json_bytes
+        or not data.isascii()
+        or data.count(b"{") + data.count(b"[") > limits.max_json_depth
+    ):
+        return None
+    try:
+        # The text, not the bytes: json.loads would sniff bytes with NULs as UTF-16.
+        document = loads_plain(data.decode("ascii"))
+    except (NotPlainJSONError, ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    if encoded.encode("utf-8", "surrogatepass") != data:
+        return None
     return document
 
 
@@ -201,7 +278,10 @@ def require_canonical(
     Returns the parsed object. Raises :class:`InputError` with the reasons of
     :func:`parse_json_object`, or ``canonical.not_canonical``; ``what`` names the input.
     """
-    document = parse_json_object(data, limits=limits, what=what)
+    fast = _canonical_ascii(data, limits)
+    if fast is not None:
+        return fast
+    document = _parse_strict(data, limits, what)
     if _encoded_like_rfc8785(document, data) != data:
         _refuse("canonical.not_canonical", f"{what}: bytes are not in RFC 8785 canonical form")
     return document

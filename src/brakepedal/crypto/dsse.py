@@ -43,6 +43,7 @@ __all__ = [
     "VerifiedEnvelope",
     "brakepedal_payload_type",
     "check_threshold",
+    "envelope_from_json",
     "open_envelope",
     "parse_envelope",
     "require_threshold",
@@ -150,6 +151,14 @@ def parse_envelope(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> ParsedEnv
             "envelope.too_large", f"envelope: {len(data)} bytes > {limits.max_envelope_bytes}"
         )
     document = parse_json_object(data, limits=limits, what="envelope")
+    return envelope_from_json(document, limits=limits)
+
+
+def envelope_from_json(
+    document: dict[str, Any], *, limits: Limits = DEFAULT_LIMITS
+) -> ParsedEnvelope:
+    """The envelope of a JSON object that :func:`parse_json_object` (or an equally strict
+    reader) produced: the checks of :func:`parse_envelope` after its JSON stage."""
     _require_fields(document, _ENVELOPE_FIELDS, _ENVELOPE_FIELDS, "envelope")
     payload_type = document["payloadType"]
     if not isinstance(payload_type, str):

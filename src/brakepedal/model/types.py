@@ -170,6 +170,8 @@ def utc_datetime(value: object) -> datetime:
     """
     if not isinstance(value, datetime):
         raise InputError("time.not_datetime", f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is UTC:
+        return value
     offset = value.utcoffset()
     if offset is None:
         raise InputError("time.naive", f"datetime {value.isoformat()} has no timezone")

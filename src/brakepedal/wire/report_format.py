@@ -245,8 +245,11 @@ def _nullable(parse: Parse) -> Parse:
     return lambda value: None if value is None else parse(value)
 
 
+_WORKLOADS = frozenset(item.value for item in Workload)
+
+
 def _workload(value: object) -> Workload:
-    if not isinstance(value, str) or value not in {item.value for item in Workload}:
+    if not isinstance(value, str) or value not in _WORKLOADS:
         raise InputError("report.workload_invalid", f"{str(value)[:40]!r} is not a workload")
     return Workload(value)
 

@@ -386,8 +386,10 @@ def test_the_agent_names_the_verified_state_in_its_reports(node: Node, tmp_path:
     from brakepedal.wire.report_format import parse_report  # noqa: PLC0415
     from tests.unit.registry.conftest import software_enrolments  # noqa: PLC0415
 
-    node.witnessed(T0 + HOUR)
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    # Published as the agent's clock starts: a heartbeat of T0 (two days back) has expired.
+    node.witnessed(start)
+    node.world.clock.moment = start + timedelta(hours=1)  # the registry's clock: now
     spec = default_catalogue().get("nvidia-h100-sxm5-80gb")
     backend = SimulatedBackend.synthetic(spec, "training", devices=2, start=start, seed=3)
     identities = load_or_create_identities(tmp_path / "agent", backend.devices())
@@ -409,7 +411,7 @@ def test_the_agent_names_the_verified_state_in_its_reports(node: Node, tmp_path:
     agent.wait(1.5)
     agent.stop()
     seen = node.watcher.seen()
-    assert seen is not None
+    assert seen is not None, node.watcher.stats
     named = [
         parse_report(parse_envelope(r.envelope).payload).governance
         for i in identities
@@ -417,4 +419,4 @@ def test_the_agent_names_the_verified_state_in_its_reports(node: Node, tmp_path:
     ]
     assert named
     assert named[-1] == seen
-    assert node.registry.counts()["reports"] == len(named)
+    assert node.registry.counts()["reports"] == len(named), (agent.stats, node.registry.counts())

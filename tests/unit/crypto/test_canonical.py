@@ -14,6 +14,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
+from brakepedal.crypto import canonical
 from brakepedal.crypto.canonical import (
     MAX_SAFE_INTEGER,
     canonical_json,
@@ -22,7 +23,7 @@ from brakepedal.crypto.canonical import (
     require_canonical,
 )
 from brakepedal.errors import InputError
-from brakepedal.model.limits import Limits
+from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.model.types import Flop
 
 JCS = Path(__file__).parents[2] / "vectors" / "jcs"
@@ -266,3 +267,80 @@ def test_the_ascii_fast_path_agrees_with_rfc8785(document: dict[str, Any], form:
     except InputError:
         verdict = False
     assert verdict == expected
+
+
+# ---------------------------------------------------------------- the fast path of canonical input
+
+_any_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def _mutations(document: dict[str, Any]) -> list[bytes]:
+    """Canonical-looking bytes and near misses: escapes, spacing, order, duplicates, NaN."""
+    compact = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    forms = [
+        compact.encode("utf-8", "surrogatepass"),
+        json.dumps(document, separators=(",", ":"), sort_keys=True).encode(),
+        json.dumps(document, sort_keys=True).encode(),
+        json.dumps(document, separators=(",", ":")).encode(),
+    ]
+    if compact.startswith('{"'):
+        forms.append(('{"' + compact[2:].split(",", 1)[0] + "," + compact[1:]).encode())
+        forms.append(compact.replace("0", "-0", 1).encode("utf-8", "surrogatepass"))
+    return forms
+
+
+@given(st.dictionaries(st.text(max_size=4), _any_json, max_size=4), st.integers(0, 5))
+def test_the_fast_path_only_accepts_what_the_strict_parser_accepts_alike(
+    document: dict[str, Any], form: int
+) -> None:
+    """Acceptance by the fast path implies the strict parser's, with the same document,
+    and that the bytes are exactly RFC 8785's; it never refuses on its own."""
+    forms = _mutations(document)
+    data = forms[form % len(forms)]
+    fast = canonical._canonical_ascii(data, DEFAULT_LIMITS)
+    if fast is None:
+        return
+    assert canonical._parse_strict(data, DEFAULT_LIMITS, "t") == fast
+    assert rfc8785.dumps(fast) == data
+
+
+DECLINED = [
+    pytest.param(b'{"a":1,"a":1}', id="duplicate-key"),
+    pytest.param(b'{"a":1.5}', id="float"),
+    pytest.param(b'{"a":NaN}', id="nan"),
+    pytest.param(b'{"a":9007199254740992}', id="beyond-2^53"),
+    pytest.param(b'{"a":"\\ud800"}', id="lone-surrogate"),
+    pytest.param(b'{"a":[[[[1]]]]}', id="deeper-than-brackets-allow"),
+    pytest.param(b'{"a":1} ', id="trailing-space"),
+    pytest.param(b'{"b":1,"a":1}', id="unsorted"),
+    pytest.param(b"[1]", id="not-an-object"),
+    pytest.param(b'{"\x00":1}', id="raw-nul"),
+]
+
+
+@pytest.mark.parametrize("data", DECLINED)
+def test_the_fast_path_declines_and_leaves_the_verdict_to_the_strict_parser(data: bytes) -> None:
+    assert canonical._canonical_ascii(data, SMALL) is None
+    with pytest.raises(InputError):
+        require_canonical(data, limits=SMALL)
+
+
+def test_the_fast_path_leaves_non_ascii_to_the_strict_parser() -> None:
+    data = '{"a":"é"}'.encode()
+    assert canonical._canonical_ascii(data, SMALL) is None
+    assert require_canonical(data, limits=SMALL) == {"a": "é"}
+
+
+def test_the_fast_path_takes_canonical_ascii() -> None:
+    data = b'{"a":[1,"\\u000f",null,true],"b":{"c":-9007199254740991}}'
+    assert canonical._canonical_ascii(data, DEFAULT_LIMITS) == json.loads(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -72,7 +73,12 @@ def test_manufacturer_chain_enrols_and_is_logged(registry_url: str) -> None:
         registry.close()
 
 
-def test_enrolment_is_idempotent_and_keys_are_unique(registry: Registry, server: Server) -> None:
+def test_enrolment_is_idempotent_and_keys_are_unique(
+    registry: Registry, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # At INFO every route logs its structured fields, none of which may clash with a
+    # LogRecord attribute ("created" once did, and enrolment answered 500).
+    caplog.set_level(logging.INFO, logger="brakepedal.registry")
     gpu = Device("gpu-0")
     first = server.client.post("/v1/devices", content=gpu.enrolment()).json()
     again = server.client.post("/v1/devices", content=gpu.enrolment()).json()
