@@ -28,6 +28,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "witness": ("witness", "app", "group"),
     "registry": ("registry", "app", "group"),
     "agent": ("agent", "app", "group"),
+    "audit": ("audit", "app", "group"),
     "estimate": ("estimate", "estimate", "command"),
     "gate": ("gate", "gate", "command"),
 }

@@ -358,6 +358,17 @@ def create_app(registry: Registry, *, inline_ingest: bool = False) -> FastAPI:  
         note = await run_in_threadpool(registry.checkpoint)
         return Response(note, media_type="text/plain; charset=utf-8")
 
+    @app.get(
+        "/v1/log/checkpoint/witnessed",
+        response_class=PlainTextResponse,
+        responses={404: {"model": Problem}},
+    )
+    async def witnessed_checkpoint() -> Response:
+        note = await run_in_threadpool(registry.witnessed_checkpoint)
+        if note is None:
+            raise InputError("registry.not_found", "no checkpoint has been cosigned yet")
+        return Response(note, media_type="text/plain; charset=utf-8")
+
     @app.post(
         "/v1/log/cosignatures",
         response_class=PlainTextResponse,

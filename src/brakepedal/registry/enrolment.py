@@ -77,6 +77,7 @@ from brakepedal.crypto.keys import (
 )
 from brakepedal.errors import InputError, TrustError
 from brakepedal.model.types import utc_datetime
+from brakepedal.wire.enrolment import MAX_CERTIFICATE_BYTES, MAX_CHAIN_CERTIFICATES
 
 __all__ = [
     "MAX_CERTIFICATE_BYTES",
@@ -91,10 +92,6 @@ __all__ = [
 ]
 
 TRUST_LEVELS = ("software", "manufacturer", "hardware")  # weakest first
-#: Certificates in one chain, a copy of the root included (NVIDIA's H100 chain has 5).
-MAX_CHAIN_CERTIFICATES = 5
-#: One PEM certificate, in bytes (NVIDIA's are under 1.3 KB).
-MAX_CERTIFICATE_BYTES = 16_384
 _MAX_CA_BUNDLE_BYTES = 4 * MAX_CERTIFICATE_BYTES
 
 _PEM_CERTIFICATE = rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*-----END CERTIFICATE-----"

@@ -50,7 +50,12 @@ from brakepedal.model.types import DeviceId
 from brakepedal.registry.schema import devices, rejections, reports
 from brakepedal.tlog.sqlstore import SqlLogStore
 from brakepedal.tlog.store import leaf_hashes_of
-from brakepedal.wire.report import GENESIS_PREVIOUS, REPORT_PAYLOAD_TYPE, UsageReport
+from brakepedal.wire.report import (
+    GENESIS_PREVIOUS,
+    REPORT_PAYLOAD_TYPE,
+    UsageReport,
+    peek_report,
+)
 from brakepedal.wire.report_format import parse_report
 
 __all__ = [
@@ -221,7 +226,7 @@ class Ingestor:
             try:
                 verified.append(self._verify(index, data, document, received))
             except BrakepedalError as e:
-                device, sequence = _peek(data)
+                device, sequence = peek_report(data)
                 rejected.append(_Rejection(index, e.reason, e.message, data, device, sequence))
         # Chain order: per device by sequence, devices in first-seen order.
         verified.sort(key=lambda v: (v.report.device, v.report.sequence))
@@ -596,19 +601,3 @@ def _slow_item_bytes(item: object) -> bytes:
         return json.dumps(item, ensure_ascii=True).encode()
     except RecursionError:
         return b"[]"  # nested beyond any envelope; the parser refuses it
-
-
-def _peek(data: bytes) -> tuple[str | None, int | None]:
-    """Best-effort device and sequence of an item that failed, for the evidence index."""
-    try:
-        envelope = parse_envelope(data)
-        document = json.loads(envelope.payload)
-    except (BrakepedalError, ValueError, RecursionError):
-        return None, None
-    if not isinstance(document, dict):
-        return None, None
-    device, sequence = document.get("device"), document.get("sequence")
-    return (
-        device[:128] if isinstance(device, str) else None,
-        sequence if isinstance(sequence, int) and 0 <= sequence < 2**63 else None,
-    )

@@ -490,6 +490,19 @@ class Registry:
             )
         return indices
 
+    def witnessed_checkpoint(self) -> bytes | None:
+        """The largest checkpoint with witnesses' cosignatures, as stored (None: none yet).
+
+        Which witnesses signed it, and whether they are enough, is for the reader to check.
+        """
+        with self.engine.connect() as conn:
+            note = conn.execute(
+                select(cosigned_checkpoints.c.note)
+                .order_by(cosigned_checkpoints.c.size.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        return None if note is None else bytes(note)
+
     def _witnessed_checkpoint(self, needed: int) -> bytes | None:
         """The largest stored checkpoint covering ``needed`` entries that the agreement's
         witnesses have cosigned to its threshold (the largest cosigned one without a root)."""

@@ -32,15 +32,21 @@ challenge's ``report.minute_mismatch``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from fractions import Fraction
 from itertools import pairwise
 
 from brakepedal.accounting.usage import UsageWindow
-from brakepedal.crypto.dsse import brakepedal_payload_type, open_envelope, sign_envelope
+from brakepedal.crypto.dsse import (
+    brakepedal_payload_type,
+    open_envelope,
+    parse_envelope,
+    sign_envelope,
+)
 from brakepedal.crypto.keys import Key, Signer
-from brakepedal.errors import InputError, TrustError
+from brakepedal.errors import BrakepedalError, InputError, TrustError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.model.types import DeviceId, EntityId
 from brakepedal.tlog.merkle import (
@@ -90,6 +96,7 @@ __all__ = [
     "minute_inclusion_proof",
     "open_report",
     "parse_report",
+    "peek_report",
     "short_detail",
     "sign_report",
     "sort_events",
@@ -320,3 +327,19 @@ def verify_minutes(report: UsageReport, minutes: Sequence[MinuteRecord]) -> None
         raise TrustError("report.minutes_mismatch", f"revealed minutes: {e.message}") from e
     if rebuilt != report:
         raise TrustError("report.minutes_mismatch", "revealed minutes do not rebuild the report")
+
+
+def peek_report(data: bytes) -> tuple[str | None, int | None]:
+    """Best-effort device and sequence of an envelope that failed verification, for indexing
+    evidence about it: nothing here is verified, and any defect gives ``None``."""
+    try:
+        document = json.loads(parse_envelope(data).payload)
+    except (BrakepedalError, ValueError, RecursionError):
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    device, sequence = document.get("device"), document.get("sequence")
+    return (
+        device[:128] if isinstance(device, str) else None,
+        sequence if isinstance(sequence, int) and 0 <= sequence < 2**63 else None,
+    )

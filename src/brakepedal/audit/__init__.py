@@ -1,0 +1,1 @@
+"""The independent auditor: re-verifies the log and every report, recomputes, finds."""

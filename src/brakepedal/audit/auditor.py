@@ -1,0 +1,583 @@
+"""One audit run: check the log, re-verify what is new, recompute, detect, sign the findings.
+
+:meth:`Auditor.run` trusts only the keys it was configured with (the log's key, the
+witnesses' keys and their threshold) and its own state (:mod:`brakepedal.audit.state`):
+
+1. **Checkpoints.** The newest checkpoint must be signed by the log key; the newest witnessed
+   one must also carry the threshold of witness cosignatures. Each must be consistent with
+   every checkpoint this auditor accepted before (a consistency proof against its nearest
+   neighbours in size; the same size with another root is a split view). A registry that
+   rewrites history (truncates and re-appends) fails here: ``log.inconsistent``.
+2. **Entries.** The entries beyond what was verified are fetched and their leaf hashes, with
+   the ones remembered, must give the checkpoint's root (``log.entries_mismatch`` otherwise).
+3. **Every entry** is read back: enrolments (proof of possession), reports (the enrolled
+   device's signature, the strict parse); what does not verify is kept as a bad entry.
+4. **Detectors** run over everything read so far (:mod:`brakepedal.audit.detectors`), and the
+   registry's published aggregates are recomputed (:mod:`brakepedal.audit.accounting`).
+5. Findings get inclusion proofs of the entries they cite against the audited checkpoint,
+   are signed by the auditor's key, and the state is committed in one transaction.
+
+Nothing stops at the first defect: every check adds findings and the run goes on where it can
+(entries are not read from a log that failed a consistency check: they could be anything).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from brakepedal.accounting.catalogue import Catalogue, default_catalogue
+from brakepedal.accounting.document import UsageDocument
+from brakepedal.audit import accounting
+from brakepedal.audit.detectors import Draft, Evidence, Thresholds, day_of, detect
+from brakepedal.audit.findings import EntryEvidence, Finding, FindingSet, Severity
+from brakepedal.audit.policy_check import policy_findings
+from brakepedal.audit.source import EvidenceSource
+from brakepedal.audit.state import AuditState, BadEntry, DeviceRow, ReportRow, SeenCheckpoint
+from brakepedal.crypto.dsse import parse_envelope
+from brakepedal.crypto.keys import Key, Signer, public_key_from_json, public_key_to_json
+from brakepedal.errors import BrakepedalError, TrustError
+from brakepedal.governance.view import GovernanceView, LogEvidence
+from brakepedal.model.types import format_utc
+from brakepedal.policy.load import parse_policy
+from brakepedal.policy.model import Policy
+from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
+from brakepedal.tlog.checkpoint import SignedCheckpoint, open_checkpoint
+from brakepedal.tlog.cosignature import CosignatureVerifier, verify_cosignatures
+from brakepedal.tlog.merkle import (
+    inclusion_proof_from_leaf_hashes,
+    leaf_hash,
+    root_from_leaf_hashes,
+)
+from brakepedal.tlog.note import NoteVerifier
+from brakepedal.tlog.proof import ConsistencyProof, parse_proof
+from brakepedal.wire.enrolment import ENROLMENT_PAYLOAD_TYPE, parse_enrolment
+from brakepedal.wire.report import REPORT_PAYLOAD_TYPE, open_report, peek_report
+
+__all__ = ["AuditConfig", "AuditResult", "Auditor"]
+
+_US = 1_000_000
+
+#: Progress callback: (what, done, total).
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """What the auditor trusts, and how strict its detectors are."""
+
+    origin: str
+    log_key: NoteVerifier
+    witnesses: tuple[CosignatureVerifier, ...] = ()
+    witness_threshold: int = 0
+    catalogue: Catalogue = field(default_factory=default_catalogue)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    #: The auditor's name in its signed finding sets.
+    name: str = "auditor"
+    signer: Signer | None = None
+    #: The governance agreement's root metadata: with it, orders and permits are verified
+    #: (quorum, expiry, inclusion in a witnessed checkpoint) and the policy is evaluated.
+    trusted_root: bytes | None = None
+    #: The policy to hold the log to; None: the newest one published in governance.
+    policy: Policy | None = None
+    #: Public run declarations and ownership holdings (a usage document without windows).
+    declarations: UsageDocument | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditResult:
+    """What one run found."""
+
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    witnessed_size: int | None
+    new_entries: int
+    devices: int
+    reports: int
+    findings: tuple[Finding, ...]
+    #: Ids of findings this state had not seen before this run.
+    new_findings: tuple[str, ...]
+    days_compared: int
+    signed: bytes | None
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
+
+
+@dataclass
+class _Run:
+    """One run's working set."""
+
+    drafts: list[Draft] = field(default_factory=list)
+    accepted: list[SeenCheckpoint] = field(default_factory=list)
+    trusted_entries: bool = True
+
+
+class Auditor:
+    """Audits one log into one state directory."""
+
+    def __init__(self, config: AuditConfig, state: AuditState) -> None:
+        self.config = config
+        self.state = state
+
+    # ------------------------------------------------------------------ the run
+
+    def run(
+        self,
+        source: EvidenceSource,
+        *,
+        at: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> AuditResult:
+        moment = (at or datetime.now(UTC)).astimezone(UTC)
+        self.state.check_origin(self.config.origin)
+        run = _Run()
+        latest = self._open(source.checkpoint(), run, "newest")
+        if latest is None:
+            raise TrustError(
+                "audit.checkpoint_unverified",
+                f"{source.name}: the newest checkpoint is not signed by the log key "
+                f"{self.config.log_key.name}; nothing can be audited",
+            )
+        witnessed = self._witnessed(source, run)
+        for checkpoint, names in sorted(
+            [(latest, ())] + ([witnessed] if witnessed is not None else []),
+            key=lambda pair: pair[0].checkpoint.size,
+        ):
+            self._check_consistency(source, checkpoint, names, run)
+        known = self.state.leaf_hashes()
+        verified = len(known)
+        size = latest.checkpoint.size
+        new: list[bytes] = []
+        if run.trusted_entries and size > verified:
+            new = self._fetch(source, verified, size, progress)
+            leaves = known + [leaf_hash(entry) for entry in new]
+            if root_from_leaf_hashes(leaves) != latest.checkpoint.root_hash:
+                run.trusted_entries = False
+                run.drafts.append(
+                    _log_draft(
+                        "log.entries_mismatch",
+                        "the entries served are the ones the checkpoint commits to",
+                        f"entries {verified}..{size} served by {source.name} do not give the "
+                        f"root of the signed checkpoint of size {size}",
+                        {"size": size},
+                    )
+                )
+                new, leaves = [], known
+        else:
+            leaves = known
+        devices = self.state.devices()
+        fresh_devices, reports, bad, kinds = self._read(new, verified, devices, progress)
+        all_devices = {**devices, **{d.device: d for d in fresh_devices}}
+        all_reports = self.state.reports() + reports
+        all_bad = self.state.bad_entries() + bad
+        evidence = Evidence(
+            all_devices, all_reports, all_bad, moment, self.config.catalogue, self.config.thresholds
+        )
+        run.drafts += detect(evidence)
+        run.drafts += self._policy(source, moment, all_devices, all_reports, run)
+        days = sorted({day_of(r.window_start_us) for r in all_reports})
+        published = {day: source.aggregates(day) for day in days}
+        run.drafts += accounting.compare(
+            accounting.recompute(all_devices, all_reports, self.config.catalogue), published
+        )
+        tree_size = len(leaves) if run.trusted_entries else verified
+        root = root_from_leaf_hashes(leaves[:tree_size]) if tree_size else b""
+        findings = tuple(self._finish(draft, leaves[:tree_size], root) for draft in run.drafts)
+        known_ids = self.state.known_findings()
+        new_ids = tuple(sorted({f.id for f in findings} - set(known_ids)))
+        signed = None
+        if self.config.signer is not None and tree_size:
+            signed = FindingSet(
+                self.config.name, moment, self.config.origin, tree_size, root, findings
+            ).sign(self.config.signer)
+        self.state.commit_run(
+            origin=self.config.origin,
+            checkpoints=run.accepted,
+            seen_at=format_utc(moment.replace(microsecond=0)),
+            leaves=[
+                (verified + offset, leaves[verified + offset], kinds[offset])
+                for offset in range(len(new))
+            ],
+            devices=fresh_devices,
+            reports=reports,
+            bad=bad,
+            verified_size=verified + len(new),
+            findings=[(f.id, f.severity.value, f.to_json()) for f in findings],
+        )
+        return AuditResult(
+            origin=self.config.origin,
+            tree_size=tree_size,
+            root_hash=root,
+            witnessed_size=None if witnessed is None else witnessed[0].checkpoint.size,
+            new_entries=len(new),
+            devices=len(all_devices),
+            reports=len(all_reports),
+            findings=findings,
+            new_findings=new_ids,
+            days_compared=sum(answer is not None for answer in published.values()),
+            signed=signed,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _open(self, note: bytes, run: _Run, which: str) -> SignedCheckpoint | None:
+        try:
+            return open_checkpoint(note, self.config.log_key, origin=self.config.origin)
+        except BrakepedalError as e:
+            run.drafts.append(
+                _log_draft(
+                    "log.checkpoint_unsigned",
+                    "checkpoints are signed by the log key",
+                    f"the {which} checkpoint does not verify: {e.reason}",
+                    {"which": which, "reason": e.reason},
+                    {"detail": e.message[:300]},
+                )
+            )
+            return None
+
+    def _witnessed(
+        self, source: EvidenceSource, run: _Run
+    ) -> tuple[SignedCheckpoint, tuple[str, ...]] | None:
+        note = source.witnessed_checkpoint()
+        if note is None or not self.config.witnesses:
+            return None
+        opened = self._open(note, run, "witnessed")
+        if opened is None:
+            return None
+        try:
+            names = verify_cosignatures(
+                opened.note,
+                opened.note.text,
+                self.config.witnesses,
+                self.config.witness_threshold,
+            )
+        except BrakepedalError as e:
+            run.drafts.append(
+                _log_draft(
+                    "log.witnesses_missing",
+                    f"a witnessed checkpoint carries {self.config.witness_threshold} cosignatures",
+                    f"the checkpoint of size {opened.checkpoint.size} offered as witnessed is "
+                    f"not: {e.reason}",
+                    {"size": opened.checkpoint.size},
+                    {"detail": e.message[:300]},
+                )
+            )
+            return None
+        return opened, names
+
+    def _check_consistency(
+        self, source: EvidenceSource, new: SignedCheckpoint, names: tuple[str, ...], run: _Run
+    ) -> None:
+        seen = self.state.checkpoints() + run.accepted
+        size, root = new.checkpoint.size, new.checkpoint.root_hash
+        consistent = True
+        same = [c for c in seen if c.size == size]
+        for other in same:
+            if other.root != root:
+                consistent = False
+                run.drafts.append(
+                    _log_draft(
+                        "log.split_view",
+                        "one log, one history: a size has one root (invariant 3)",
+                        f"two checkpoints of size {size} with different roots",
+                        {"size": size},
+                        {"roots": sorted([other.root.hex(), root.hex()])},
+                    )
+                )
+        smaller = max((c for c in seen if c.size < size), key=lambda c: c.size, default=None)
+        larger = min((c for c in seen if c.size > size), key=lambda c: c.size, default=None)
+        for old, newer in ((smaller, None), (None, larger)):
+            pair = (old.size, old.root, size, root) if old else None
+            if newer is not None:
+                pair = (size, root, newer.size, newer.root)
+            if pair is None or pair[0] == 0:
+                continue
+            if not self._consistent(source, pair, run):
+                consistent = False
+        if larger is not None:
+            run.drafts.append(
+                _log_draft(
+                    "log.rollback",
+                    "a log only grows",
+                    f"{source.name} serves a checkpoint of size {size}, smaller than the "
+                    f"{larger.size} it served before",
+                    {"size": size, "seen": larger.size},
+                    severity=Severity.MEDIUM,
+                )
+            )
+        if consistent and not same:
+            run.accepted.append(SeenCheckpoint(size, root, new.raw, names))
+        if not consistent:
+            run.trusted_entries = False
+
+    def _consistent(
+        self, source: EvidenceSource, pair: tuple[int, bytes, int, bytes], run: _Run
+    ) -> bool:
+        old_size, old_root, new_size, new_root = pair
+        try:
+            proof = parse_proof(source.consistency_proof(old_size, new_size))
+            if not isinstance(proof, ConsistencyProof) or (proof.old_size, proof.new_size) != (
+                old_size,
+                new_size,
+            ):
+                raise TrustError("audit.proof_invalid", "not the consistency proof asked for")
+            proof.verify(old_root, new_root)
+        except BrakepedalError as e:
+            run.drafts.append(
+                _log_draft(
+                    "log.inconsistent",
+                    "every checkpoint is consistent with every earlier one (invariant 3)",
+                    f"the checkpoint of size {new_size} is not an extension of the one of size "
+                    f"{old_size} this auditor accepted: the log's history was rewritten",
+                    {"old_size": old_size, "new_size": new_size, "new_root": new_root.hex()},
+                    {"reason": e.reason, "old_root": old_root.hex(), "new_root": new_root.hex()},
+                )
+            )
+            return False
+        return True
+
+    # ------------------------------------------------------------------ entries
+
+    def _fetch(
+        self, source: EvidenceSource, start: int, end: int, progress: Progress | None
+    ) -> list[bytes]:
+        out: list[bytes] = []
+        for first in range(start, end, 1000):
+            out += source.entries(first, min(end, first + 1000))
+            if progress is not None:
+                progress("fetching entries", len(out), end - start)
+        return out
+
+    def _read(
+        self,
+        entries: Sequence[bytes],
+        first: int,
+        devices: dict[str, DeviceRow],
+        progress: Progress | None,
+    ) -> tuple[list[DeviceRow], list[ReportRow], list[BadEntry], list[str]]:
+        fresh: dict[str, DeviceRow] = {}
+        keys: dict[str, Key] = {}
+        reports: list[ReportRow] = []
+        bad: list[BadEntry] = []
+        kinds: list[str] = []
+        for offset, entry in enumerate(entries):
+            index = first + offset
+            kind = _kind(entry)
+            kinds.append(kind)
+            try:
+                if kind == "enrolment":
+                    row = _enrolment_row(entry, index)
+                    if row.device in devices or row.device in fresh:
+                        bad.append(
+                            BadEntry(
+                                index,
+                                "audit.enrolled_twice",
+                                "a second enrolment",
+                                row.device,
+                                None,
+                            )
+                        )
+                    else:
+                        fresh[row.device] = row
+                elif kind == "report":
+                    reports.append(self._report_row(entry, index, devices, fresh, keys))
+            except BrakepedalError as e:
+                device, sequence = peek_report(entry)
+                bad.append(BadEntry(index, e.reason, e.message[:500], device, sequence))
+            if progress is not None and (offset % 500 == 499 or offset == len(entries) - 1):
+                progress("verifying entries", offset + 1, len(entries))
+        return list(fresh.values()), reports, bad, kinds
+
+    def _report_row(
+        self,
+        entry: bytes,
+        index: int,
+        devices: dict[str, DeviceRow],
+        fresh: dict[str, DeviceRow],
+        keys: dict[str, Key],
+    ) -> ReportRow:
+        device_name, _ = peek_report(entry)
+        enrolled = fresh.get(device_name or "") or devices.get(device_name or "")
+        if enrolled is None or enrolled.log_index > index:
+            raise TrustError(
+                "audit.device_unknown",
+                f"report of {device_name!r} at log index {index}: no enrolment before it",
+            )
+        key = keys.get(enrolled.device)
+        if key is None:
+            key = keys[enrolled.device] = public_key_from_json(enrolled.public_key.encode())
+        report = open_report(entry, key)
+        if report.accelerator != enrolled.accelerator:
+            raise TrustError(
+                "audit.accelerator_mismatch",
+                f"a {report.accelerator} report from a device enrolled as {enrolled.accelerator}",
+            )
+        governance = report.governance
+        return ReportRow(
+            log_index=index,
+            device=str(report.device),
+            sequence=report.sequence,
+            digest=report.digest(),
+            previous=report.previous,
+            window_start_us=_micros(report.window_start),
+            window_end_us=_micros(report.window_end),
+            busy_ms=report.busy_ms,
+            tensor_active_ms=report.tensor_active_ms,
+            energy_mj=report.energy_mj,
+            job=report.job,
+            tenant=report.tenant,
+            permit=report.permit,
+            site=report.site,
+            workload=report.workload.value,
+            minute_count=report.minute_count,
+            minute_root=report.minute_root,
+            governance_version=None if governance is None else governance.timestamp_version,
+            governance_size=None if governance is None else governance.checkpoint_size,
+            accelerator=report.accelerator,
+        )
+
+    # ------------------------------------------------------------------ policy
+
+    def _policy(
+        self,
+        source: EvidenceSource,
+        at: datetime,
+        devices: dict[str, DeviceRow],
+        reports: list[ReportRow],
+        run: _Run,
+    ) -> list[Draft]:
+        policy = self.config.policy
+        orders: tuple[PauseOrderTerms, ...] = ()
+        permits: tuple[PermitTerms, ...] = ()
+        if self.config.trusted_root is not None:
+            view = self._view(source, at, run)
+            if view is not None:
+                orders, permits = view.orders(), view.permits()
+                if policy is None:
+                    policy = _newest_policy(view)
+        if policy is None:
+            return []
+        return policy_findings(
+            policy,
+            self.config.declarations,
+            devices,
+            reports,
+            catalogue=self.config.catalogue,
+            at=at,
+            orders=orders,
+            permits=permits,
+        )
+
+    def _view(self, source: EvidenceSource, at: datetime, run: _Run) -> GovernanceView | None:
+        assert self.config.trusted_root is not None
+        try:
+            published = source.governance()
+            if published is None:
+                raise TrustError("governance.unpublished", "the registry serves no repository")
+            files, evidence = published
+            return GovernanceView.load(
+                trusted_root=self.config.trusted_root,
+                repository=files,
+                evidence=LogEvidence.from_bytes(evidence),
+                at=at,
+            )
+        except BrakepedalError as e:
+            run.drafts.append(
+                Draft(
+                    "governance.unverifiable",
+                    "governance is verifiable from the agreement's root (invariant 4)",
+                    Severity.HIGH,
+                    "governance",
+                    f"the governance view could not be verified: {e.reason}",
+                    {"reason": e.reason},
+                    {"detail": e.message[:300]},
+                )
+            )
+            return None
+
+    # ------------------------------------------------------------------ findings
+
+    def _finish(self, draft: Draft, leaves: Sequence[bytes], root: bytes) -> Finding:
+        entries = tuple(
+            EntryEvidence(
+                index,
+                leaves[index],
+                len(leaves),
+                root,
+                tuple(inclusion_proof_from_leaf_hashes(index, leaves)),
+                role,
+            )
+            for index, role in draft.cites
+            if index < len(leaves)
+        )
+        return Finding(
+            draft.detector,
+            draft.rule,
+            draft.severity,
+            draft.subject,
+            draft.summary,
+            draft.key,
+            draft.figures,
+            entries,
+        )
+
+
+def _log_draft(
+    detector: str,
+    rule: str,
+    summary: str,
+    key: dict[str, Any],
+    figures: dict[str, Any] | None = None,
+    *,
+    severity: Severity = Severity.CRITICAL,
+) -> Draft:
+    return Draft(detector, rule, severity, "log", summary, key, figures or {})
+
+
+def _newest_policy(view: GovernanceView) -> Policy | None:
+    """The newest version of the first policy published in governance."""
+    published = sorted(view.policies(), key=lambda item: (str(item[0].policy_id), -item[0].version))
+    if not published:
+        return None
+    version, data = published[0]
+    suffix = ".toml" if version.media_type == "application/toml" else ".yaml"
+    return parse_policy(data, name=f"{version.policy_id}{suffix}")
+
+
+def _kind(entry: bytes) -> str:
+    try:
+        envelope = parse_envelope(entry)
+    except BrakepedalError:
+        return "other"
+    if envelope.payload_type == REPORT_PAYLOAD_TYPE:
+        return "report"
+    if envelope.payload_type == ENROLMENT_PAYLOAD_TYPE:
+        return "enrolment"
+    return "other"
+
+
+def _enrolment_row(entry: bytes, index: int) -> DeviceRow:
+    request = parse_enrolment(entry)
+    return DeviceRow(
+        device=str(request.device),
+        public_key=public_key_to_json(request.key).decode(),
+        accelerator=request.accelerator,
+        operator=str(request.operator),
+        site=None if request.site is None else str(request.site),
+        trust="software" if not request.chain else "chain",
+        log_index=index,
+        at_us=_micros(request.at),
+    )
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def days_of(reports: Sequence[ReportRow]) -> list[date]:
+    """The UTC days the reports' windows start on."""
+    return sorted({day_of(r.window_start_us) for r in reports})

@@ -1,0 +1,254 @@
+"""Where the auditor reads evidence: a registry over HTTP, or an exported bundle on disk.
+
+The auditor trusts neither. It needs only what any party may check: the log's signed
+checkpoints (with the witnesses' cosignatures), consistency proofs between them, the log's
+entries (enrolments and signed usage reports, which it re-verifies one by one), and, to hold
+the registry to its word, the registry's own published aggregates.
+
+A **bundle** is a directory an auditor exports from a registry
+(:func:`export_bundle`) and can audit offline, on another machine, years later::
+
+    checkpoint            the newest signed checkpoint (note text, cosignatures included)
+    witnessed             the newest checkpoint the witnesses cosigned (absent if none)
+    entries               every log entry, one per line, base64
+    aggregates/DAY.json   the registry's public aggregates of each day it exported
+    governance/...        the governance repository's files (TUF metadata and targets)
+    governance-evidence.json  their inclusion proofs under a witnessed checkpoint
+
+A bundle holds every entry, so its consistency proofs are computed from them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from brakepedal.errors import InputError, TransportError
+from brakepedal.tlog.merkle import consistency_proof_from_leaf_hashes, leaf_hash
+from brakepedal.tlog.proof import ConsistencyProof
+
+__all__ = [
+    "BundleSource",
+    "EvidenceSource",
+    "RegistrySource",
+    "export_bundle",
+]
+
+#: Entries per request (the registry serves at most 1,000).
+PAGE = 1000
+
+
+class EvidenceSource(Protocol):
+    """What an audit reads; every answer is checked, none is believed."""
+
+    name: str
+
+    def checkpoint(self) -> bytes:
+        """The newest signed checkpoint note."""
+        ...
+
+    def witnessed_checkpoint(self) -> bytes | None:
+        """The newest checkpoint note carrying witnesses' cosignatures, if any."""
+        ...
+
+    def consistency_proof(self, old: int, new: int) -> bytes:
+        """The JSON of a consistency proof from size ``old`` to ``new``."""
+        ...
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        """Entries ``[start, end)``."""
+        ...
+
+    def aggregates(self, day: date) -> list[dict[str, Any]] | None:
+        """The registry's published per-operator aggregates of ``day`` (None: not known)."""
+        ...
+
+    def governance(self) -> tuple[dict[str, bytes], bytes] | None:
+        """The governance repository's files and their log evidence (None: none published)."""
+        ...
+
+
+class RegistrySource:
+    """A registry's HTTP API; ``token`` is an auditor credential (entries need one)."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
+        self.name = url
+        self._client = httpx.Client(
+            base_url=url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _get(self, path: str, **params: str | int) -> httpx.Response:
+        try:
+            response = self._client.get(path, params=params)
+        except httpx.HTTPError as e:
+            raise TransportError("audit.unreachable", f"GET {path}: {e}") from e
+        return response
+
+    def _ok(self, path: str, **params: str | int) -> httpx.Response:
+        response = self._get(path, **params)
+        if response.status_code != 200:
+            raise TransportError(
+                "audit.registry_refused",
+                f"GET {path}: HTTP {response.status_code} {response.text[:200]}",
+            )
+        return response
+
+    def checkpoint(self) -> bytes:
+        return self._ok("/v1/log/checkpoint").content
+
+    def witnessed_checkpoint(self) -> bytes | None:
+        response = self._get("/v1/log/checkpoint/witnessed")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise TransportError(
+                "audit.registry_refused", f"witnessed checkpoint: HTTP {response.status_code}"
+            )
+        return response.content
+
+    def consistency_proof(self, old: int, new: int) -> bytes:
+        return self._ok("/v1/log/proof/consistency", old=old, new=new).content
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        out: list[bytes] = []
+        for first in range(start, end, PAGE):
+            last = min(end, first + PAGE)
+            answer = self._ok("/v1/log/entries", start=first, end=last).json()
+            page = answer.get("entries")
+            if answer.get("start") != first or not isinstance(page, list):
+                raise InputError("audit.entries_invalid", f"entries {first}..{last}: bad answer")
+            if len(page) != last - first or not all(isinstance(e, str) for e in page):
+                raise InputError(
+                    "audit.entries_invalid",
+                    f"entries {first}..{last}: {len(page)} entries for {last - first}",
+                )
+            out.extend(entry.encode("utf-8") for entry in page)
+        return out
+
+    def aggregates(self, day: date) -> list[dict[str, Any]] | None:
+        answer = self._ok("/v1/accounting/operators", day=day.isoformat()).json()
+        if not isinstance(answer, list):
+            raise InputError("audit.aggregates_invalid", f"aggregates of {day}: not a list")
+        return answer
+
+    def governance(self) -> tuple[dict[str, bytes], bytes] | None:
+        names = self._ok("/v1/governance/files").json().get("files")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InputError("audit.governance_invalid", "the governance index is not a list")
+        if not names:
+            return None
+        files = {name: self._ok(f"/v1/governance/files/{name}").content for name in names}
+        return files, self._ok("/v1/governance/evidence").content
+
+
+class BundleSource:
+    """An exported bundle directory (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = str(path)
+        self._path = path
+        if not (path / "checkpoint").is_file() or not (path / "entries").is_file():
+            raise InputError("audit.bundle_invalid", f"{path}: no checkpoint or entries file")
+        self._entries: list[bytes] | None = None
+
+    def _all(self) -> list[bytes]:
+        if self._entries is None:
+            entries = []
+            for number, line in enumerate((self._path / "entries").read_bytes().splitlines()):
+                try:
+                    entries.append(base64.b64decode(line, validate=True))
+                except binascii.Error as e:
+                    raise InputError(
+                        "audit.bundle_invalid", f"entries line {number + 1}: not base64"
+                    ) from e
+            self._entries = entries
+        return self._entries
+
+    def checkpoint(self) -> bytes:
+        return (self._path / "checkpoint").read_bytes()
+
+    def witnessed_checkpoint(self) -> bytes | None:
+        path = self._path / "witnessed"
+        return path.read_bytes() if path.is_file() else None
+
+    def consistency_proof(self, old: int, new: int) -> bytes:
+        entries = self._all()
+        if not 0 < old <= new <= len(entries):
+            raise InputError("audit.bundle_invalid", f"no consistency proof {old} -> {new}")
+        hashes = [leaf_hash(entry) for entry in entries[:new]]
+        return ConsistencyProof(
+            old, new, tuple(consistency_proof_from_leaf_hashes(old, hashes))
+        ).to_json()
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        entries = self._all()
+        if not 0 <= start <= end <= len(entries):
+            raise InputError(
+                "audit.bundle_invalid", f"entries {start}..{end}: the bundle has {len(entries)}"
+            )
+        return entries[start:end]
+
+    def governance(self) -> tuple[dict[str, bytes], bytes] | None:
+        folder = self._path / "governance"
+        evidence = self._path / "governance-evidence.json"
+        if not folder.is_dir() or not evidence.is_file():
+            return None
+        files = {
+            path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in sorted(folder.rglob("*"))
+            if path.is_file()
+        }
+        return files, evidence.read_bytes()
+
+    def aggregates(self, day: date) -> list[dict[str, Any]] | None:
+        path = self._path / "aggregates" / f"{day.isoformat()}.json"
+        if not path.is_file():
+            return None
+        answer = json.loads(path.read_bytes())
+        if not isinstance(answer, list):
+            raise InputError("audit.bundle_invalid", f"{path.name}: not a list")
+        return answer
+
+
+def export_bundle(
+    source: EvidenceSource, out: Path, *, size: int, checkpoint: bytes, days: Iterable[date]
+) -> Path:
+    """Write ``size`` entries, ``checkpoint`` (of that size), the witnessed checkpoint and the
+    aggregates of ``days`` from ``source`` into the bundle directory ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoint").write_bytes(checkpoint)
+    witnessed = source.witnessed_checkpoint()
+    if witnessed is not None:
+        (out / "witnessed").write_bytes(witnessed)
+    with (out / "entries").open("wb") as handle:
+        for first in range(0, size, PAGE):
+            for entry in source.entries(first, min(size, first + PAGE)):
+                handle.write(base64.b64encode(entry) + b"\n")
+    governance = source.governance()
+    if governance is not None:
+        files, evidence = governance
+        for name, data in files.items():
+            target = out / "governance" / name
+            if ".." in Path(name).parts or Path(name).is_absolute():
+                raise InputError("audit.governance_invalid", f"file name {name!r} escapes")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        (out / "governance-evidence.json").write_bytes(evidence)
+    (out / "aggregates").mkdir(exist_ok=True)
+    for day in sorted(set(days)):
+        answer = source.aggregates(day)
+        if answer is not None:
+            (out / "aggregates" / f"{day.isoformat()}.json").write_text(
+                json.dumps(answer, indent=1, sort_keys=True)
+            )
+    return out

@@ -1,0 +1,231 @@
+"""The auditor's own memory, in a SQLite file it alone writes.
+
+Between runs the auditor remembers every checkpoint it accepted (so the next must be consistent
+with all of them), the hash of every leaf it verified (so it recomputes roots and proves
+inclusion without asking anyone), the devices enrolled in the log, every report read back from
+the log with its fields, the entries it could not verify, and the findings it has raised. A run
+only reads entries beyond what it has verified; everything is written in one transaction at the
+end of a run, so an auditor killed mid-run simply repeats it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from brakepedal.errors import InputError
+
+__all__ = ["AuditState", "BadEntry", "DeviceRow", "ReportRow", "SeenCheckpoint"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER NOT NULL, root BLOB NOT NULL, note BLOB NOT NULL, witnesses TEXT NOT NULL,
+    seen_at TEXT NOT NULL, PRIMARY KEY (size, root));
+CREATE TABLE IF NOT EXISTS leaves (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL, kind TEXT);
+CREATE TABLE IF NOT EXISTS devices (
+    device TEXT PRIMARY KEY, public_key TEXT NOT NULL, accelerator TEXT NOT NULL,
+    operator TEXT NOT NULL, site TEXT, trust TEXT NOT NULL, log_index INTEGER NOT NULL,
+    at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS reports (
+    log_index INTEGER PRIMARY KEY, device TEXT NOT NULL, sequence INTEGER NOT NULL,
+    digest TEXT NOT NULL, previous TEXT NOT NULL, window_start_us INTEGER NOT NULL,
+    window_end_us INTEGER NOT NULL, busy_ms INTEGER NOT NULL, tensor_active_ms INTEGER,
+    energy_mj INTEGER NOT NULL, job TEXT, tenant TEXT, permit TEXT, site TEXT,
+    workload TEXT NOT NULL, minute_count INTEGER NOT NULL, minute_root TEXT NOT NULL,
+    governance_version INTEGER, governance_size INTEGER, accelerator TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS reports_by_device ON reports (device, sequence);
+CREATE TABLE IF NOT EXISTS bad_entries (
+    log_index INTEGER PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL,
+    device TEXT, sequence INTEGER);
+CREATE TABLE IF NOT EXISTS findings (
+    id TEXT PRIMARY KEY, severity TEXT NOT NULL, first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL, document TEXT NOT NULL);
+"""
+
+
+_INSERT_REPORT = (
+    "INSERT OR REPLACE INTO reports VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenCheckpoint:
+    size: int
+    root: bytes
+    note: bytes
+    witnesses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    device: str
+    public_key: str
+    accelerator: str
+    operator: str
+    site: str | None
+    trust: str
+    log_index: int
+    at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    log_index: int
+    device: str
+    sequence: int
+    digest: str
+    previous: str
+    window_start_us: int
+    window_end_us: int
+    busy_ms: int
+    tensor_active_ms: int | None
+    energy_mj: int
+    job: str | None
+    tenant: str | None
+    permit: str | None
+    site: str | None
+    workload: str
+    minute_count: int
+    minute_root: str
+    governance_version: int | None
+    governance_size: int | None
+    accelerator: str
+
+
+@dataclass(frozen=True, slots=True)
+class BadEntry:
+    log_index: int
+    reason: str
+    detail: str
+    device: str | None
+    sequence: int | None
+
+
+class AuditState:
+    """The state directory's database (``DIR/audit.sqlite3``), for one log origin."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "audit.sqlite3"
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------------ reading
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def check_origin(self, origin: str) -> None:
+        """Refuse to mix two logs in one state."""
+        known = self.meta("origin")
+        if known is not None and known != origin:
+            raise InputError(
+                "audit.origin_mismatch",
+                f"this state audits {known!r}, not {origin!r}: use another --state",
+            )
+
+    def verified_size(self) -> int:
+        return int(self.meta("verified_size") or 0)
+
+    def checkpoints(self) -> list[SeenCheckpoint]:
+        rows = self._db.execute(
+            "SELECT size, root, note, witnesses FROM checkpoints ORDER BY size, root"
+        ).fetchall()
+        return [
+            SeenCheckpoint(r[0], bytes(r[1]), bytes(r[2]), tuple(json.loads(r[3]))) for r in rows
+        ]
+
+    def leaf_hashes(self, end: int | None = None) -> list[bytes]:
+        rows = self._db.execute(
+            "SELECT hash FROM leaves WHERE idx < ? ORDER BY idx",
+            (self.verified_size() if end is None else end,),
+        ).fetchall()
+        return [bytes(row[0]) for row in rows]
+
+    def devices(self) -> dict[str, DeviceRow]:
+        rows = self._db.execute("SELECT * FROM devices ORDER BY log_index").fetchall()
+        return {row[0]: DeviceRow(*row) for row in rows}
+
+    def reports(self) -> list[ReportRow]:
+        rows = self._db.execute("SELECT * FROM reports ORDER BY log_index").fetchall()
+        return [ReportRow(*row) for row in rows]
+
+    def bad_entries(self) -> list[BadEntry]:
+        rows = self._db.execute("SELECT * FROM bad_entries ORDER BY log_index").fetchall()
+        return [BadEntry(*row) for row in rows]
+
+    def known_findings(self) -> dict[str, tuple[str, str]]:
+        """Finding id -> (first seen, last seen)."""
+        rows = self._db.execute("SELECT id, first_seen, last_seen FROM findings").fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    # ------------------------------------------------------------------ writing
+
+    def commit_run(
+        self,
+        *,
+        origin: str,
+        checkpoints: Sequence[SeenCheckpoint],
+        seen_at: str,
+        leaves: Sequence[tuple[int, bytes, str]],
+        devices: Iterable[DeviceRow],
+        reports: Iterable[ReportRow],
+        bad: Iterable[BadEntry],
+        verified_size: int,
+        findings: Iterable[tuple[str, str, dict[str, Any]]],
+    ) -> None:
+        """Everything a run learnt, in one transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('origin', ?)", (origin,))
+            db.executemany(
+                "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+                [
+                    (c.size, c.root, c.note, json.dumps(list(c.witnesses)), seen_at)
+                    for c in checkpoints
+                ],
+            )
+            db.executemany("INSERT OR REPLACE INTO leaves VALUES (?, ?, ?)", leaves)
+            db.executemany(
+                "INSERT OR IGNORE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [tuple(_values(d)) for d in devices],
+            )
+            db.executemany(
+                _INSERT_REPORT,
+                [tuple(_values(r)) for r in reports],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO bad_entries VALUES (?, ?, ?, ?, ?)",
+                [tuple(_values(b)) for b in bad],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('verified_size', ?)", (str(verified_size),)
+            )
+            for finding_id, severity, document in findings:
+                db.execute(
+                    "INSERT INTO findings VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
+                    "SET last_seen = excluded.last_seen, document = excluded.document, "
+                    "severity = excluded.severity",
+                    (finding_id, severity, seen_at, seen_at, json.dumps(document)),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def _values(row: object) -> list[object]:
+    return [getattr(row, name) for name in row.__slots__]  # type: ignore[attr-defined]

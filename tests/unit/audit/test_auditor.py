@@ -1,0 +1,140 @@
+"""The auditor against a real registry (SQLite and PostgreSQL) over real HTTP."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import delete, select, update
+
+from brakepedal.audit.auditor import Auditor
+from brakepedal.audit.findings import FindingSet, open_findings
+from brakepedal.audit.source import BundleSource, export_bundle
+from brakepedal.audit.state import AuditState
+from brakepedal.registry.schema import cosigned_checkpoints, reports
+from brakepedal.tlog.proof import InclusionProof
+from brakepedal.tlog.sqlstore import log_checkpoints, log_entries, log_meta, log_nodes
+from tests.unit.audit.conftest import AUDITOR_KEY, World, detectors, quiet
+
+
+def test_an_honest_world_gives_no_finding_and_the_same_accounting(world: World) -> None:
+    for name, operator in (("gpu-a1", "lab-a"), ("gpu-a2", "lab-a"), ("gpu-b1", "lab-b")):
+        world.enrol(name, operator)
+    world.report_all(rounds=4)
+    world.witness()
+    result = world.audit(at=quiet(world))
+    assert result.findings == (), [f.summary for f in result.findings]
+    assert result.reports == 12
+    assert result.devices == 3
+    assert result.days_compared >= 1  # the registry's own figures were fetched and agreed
+    assert result.witnessed_size is not None
+    # The signed finding set verifies under the auditor's key and names the audited tree.
+    assert result.signed is not None
+    document = open_findings(result.signed, AUDITOR_KEY.public_key)
+    assert document["log"]["tree_size"] == result.tree_size
+    assert document["findings"] == []
+    # A second run reads nothing new and still finds nothing.
+    again = world.audit(at=quiet(world))
+    assert again.new_entries == 0
+    assert again.findings == ()
+
+
+def test_stored_totals_altered_in_the_registry_database_raise_a_finding(world: World) -> None:
+    world.enrol("gpu-a1", "lab-a")
+    world.enrol("gpu-b1", "lab-b")
+    world.report_all(rounds=3)
+    assert world.audit(at=quiet(world)).findings == ()
+    # The registry's operator inflates nothing in the log, only its stored busy time of lab-b.
+    with world.registry.engine.begin() as conn:
+        conn.execute(update(reports).where(reports.c.operator == "lab-b").values(busy_ms=1000))
+    result = world.audit(at=quiet(world))
+    assert detectors(result) == ["accounting.mismatch"]
+    (finding,) = result.findings
+    assert finding.subject == "operator:lab-b"
+    assert finding.severity.value == "critical"
+    recomputed, published = finding.figures["recomputed"], finding.figures["published"]
+    assert isinstance(recomputed, dict)
+    assert isinstance(published, dict)
+    assert recomputed["busy_hours"] != published["busy_hours"]
+    # Its evidence carries inclusion proofs of logged reports that check against the root.
+    assert finding.entries
+    for entry in finding.entries:
+        InclusionProof(entry.log_index, entry.tree_size, entry.leaf_hash, entry.proof).verify(
+            result.root_hash
+        )
+
+
+def _truncate(world: World, size: int) -> None:
+    """The registry's operator cuts the log back to ``size`` entries, behind its API."""
+    with world.registry.store.engine.begin() as conn:
+        nodes = conn.execute(select(log_nodes.c.level, log_nodes.c.idx)).all()
+        for level, index in nodes:
+            if (index + 1) << level > size:  # the node covers an entry at or beyond size
+                conn.execute(
+                    delete(log_nodes).where(log_nodes.c.level == level, log_nodes.c.idx == index)
+                )
+        conn.execute(delete(log_entries).where(log_entries.c.idx >= size))
+        conn.execute(update(log_meta).values(tree_size=size))
+        conn.execute(delete(log_checkpoints).where(log_checkpoints.c.size > size))
+        conn.execute(delete(cosigned_checkpoints).where(cosigned_checkpoints.c.size > size))
+
+
+def test_a_registry_that_rewrites_history_is_caught_by_the_consistency_check(
+    world: World,
+) -> None:
+    gpu = world.enrol("gpu-a1", "lab-a")
+    world.report_all(rounds=4)
+    first = world.audit(at=quiet(world))
+    assert first.findings == ()
+    size = first.tree_size
+    # Truncate the last two reports and append two others in their place (and one more).
+    _truncate(world, size - 2)
+    world.registry.store.append([b'{"rewritten": 1}', b'{"rewritten": 2}', b'{"rewritten": 3}'])
+    result = world.audit(at=quiet(world))
+    assert "log.inconsistent" in detectors(result)
+    inconsistent = next(f for f in result.findings if f.detector == "log.inconsistent")
+    assert inconsistent.severity.value == "critical"
+    assert inconsistent.key["old_size"] == size
+    # Nothing after the rewrite was read: the new entries are not believed.
+    assert result.new_entries == 0
+    assert gpu.sequence == 4
+
+
+def test_an_exported_bundle_audits_offline_to_the_same_result(world: World, tmp_path: Path) -> None:
+    world.enrol("gpu-a1", "lab-a")
+    world.report_all(rounds=2)
+    online = world.audit(at=quiet(world))
+    from brakepedal.audit.source import RegistrySource  # noqa: PLC0415
+
+    source = RegistrySource(world.server.url, world.token)
+    try:
+        bundle = export_bundle(
+            source,
+            tmp_path / "bundle",
+            size=online.tree_size,
+            checkpoint=source.checkpoint(),
+            days=[(quiet(world) - timedelta(minutes=5)).date()],
+        )
+    finally:
+        source.close()
+    state = AuditState(tmp_path / "offline-state")
+    try:
+        offline = Auditor(world.config(), state).run(BundleSource(bundle), at=quiet(world))
+    finally:
+        state.close()
+    assert offline.tree_size == online.tree_size
+    assert offline.root_hash == online.root_hash
+    assert offline.findings == online.findings == ()
+    assert offline.days_compared == 1
+
+
+def test_finding_sets_are_canonical_and_ordered(world: World) -> None:
+    world.enrol("gpu-a1", "lab-a")
+    world.report_all(rounds=1)
+    result = world.audit(at=quiet(world) + timedelta(hours=2))  # gone silent since
+    assert detectors(result) == ["device.silent"]
+    again = FindingSet("auditor", quiet(world), "o", 1, b"\0" * 32, result.findings[::-1])
+    assert (
+        again.to_bytes()
+        == FindingSet("auditor", quiet(world), "o", 1, b"\0" * 32, result.findings).to_bytes()
+    )

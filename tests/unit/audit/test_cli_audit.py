@@ -1,0 +1,100 @@
+"""``brakepedal audit run`` and ``audit export`` against a registry on loopback."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from brakepedal.cli import build_app
+from brakepedal.crypto.keys import generate_ed25519, private_key_to_pem
+from brakepedal.model.types import format_utc
+from tests.unit.audit.conftest import World, quiet
+from tests.unit.registry.conftest import LOG_SIGNER, ORIGIN, WITNESS
+
+RUNNER = CliRunner()
+
+
+def _audit(world: World, tmp_path: Path, *extra: str) -> tuple[int, str]:
+    result = RUNNER.invoke(
+        build_app("audit"),
+        [
+            "audit",
+            "run",
+            "--state",
+            str(tmp_path / "state"),
+            "--origin",
+            ORIGIN,
+            "--log-key",
+            LOG_SIGNER.verifier().to_vkey(),
+            "--witness",
+            WITNESS.verifier().to_vkey(),
+            *extra,
+        ],
+        env={"BRAKEPEDAL_AUDIT_TOKEN": world.token, "COLUMNS": "200"},
+    )
+    return result.exit_code, result.output
+
+
+def test_audit_run_prints_findings_and_exits_by_severity(world: World, tmp_path: Path) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=2)
+    world.witness()
+    key = tmp_path / "auditor.key"
+    key.write_bytes(private_key_to_pem(generate_ed25519()))
+    code, output = _audit(
+        world,
+        tmp_path,
+        "--registry",
+        world.server.url,
+        "--at",
+        format_utc(quiet(world).replace(microsecond=0)),
+        "--key",
+        str(key),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 0, output
+    assert "no findings" in output
+    assert (tmp_path / "out" / "findings.dsse.json").is_file()
+    later = format_utc((quiet(world) + timedelta(hours=2)).replace(microsecond=0))
+    code, output = _audit(world, tmp_path, "--registry", world.server.url, "--at", later)
+    assert code == 5, output  # a high finding
+    assert "device.silent" in output
+
+
+def test_audit_export_then_audit_the_bundle_offline(world: World, tmp_path: Path) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=2)
+    day = (quiet(world) - timedelta(minutes=5)).date().isoformat()
+    exported = RUNNER.invoke(
+        build_app("audit"),
+        [
+            "audit",
+            "export",
+            "--registry",
+            world.server.url,
+            "--out",
+            str(tmp_path / "b"),
+            "--day",
+            day,
+        ],
+        env={"BRAKEPEDAL_AUDIT_TOKEN": world.token},
+    )
+    assert exported.exit_code == 0, exported.output
+    at = format_utc(quiet(world).replace(microsecond=0))
+    code, output = _audit(
+        world, tmp_path, "--bundle", str(tmp_path / "b"), "--at", at, "--out", str(tmp_path / "o")
+    )
+    assert code == 0, output
+    written = json.loads((tmp_path / "o" / "findings.json").read_text())
+    assert written["findings"] == []
+    assert written["tree_size"] == world.registry.store.size()
+
+
+def test_audit_run_needs_exactly_one_source(world: World, tmp_path: Path) -> None:
+    code, output = _audit(world, tmp_path)
+    assert code == 2
+    assert "audit.source_invalid" in output
