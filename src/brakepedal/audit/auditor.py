@@ -114,6 +114,8 @@ class _Run:
     drafts: list[Draft] = field(default_factory=list)
     accepted: list[SeenCheckpoint] = field(default_factory=list)
     trusted_entries: bool = True
+    #: What the readable report shows besides findings: orders, permits, thresholds, groups.
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 class Auditor:
@@ -207,6 +209,7 @@ class Auditor:
             bad=bad,
             verified_size=verified + len(new),
             findings=[(f.id, f.severity.value, f.to_json()) for f in findings],
+            context=run.context,
         )
         return AuditResult(
             origin=self.config.origin,
@@ -459,8 +462,42 @@ class Auditor:
                 orders, permits = view.orders(), view.permits()
                 if policy is None:
                     policy = _newest_policy(view)
+                run.context["orders"] = [
+                    {
+                        "id": str(o.order_id),
+                        "threshold_flop": str(o.threshold_flop.value),
+                        "from": format_utc(o.effective_from),
+                        "sunset": format_utc(o.sunset),
+                        "grace_seconds": o.grace_seconds,
+                    }
+                    for o in orders
+                ]
+                run.context["permits"] = [
+                    {
+                        "id": str(p.permit_id),
+                        "group": str(p.owner_group),
+                        "flop_budget": str(p.flop_budget.value),
+                        "from": format_utc(p.valid_from),
+                        "until": format_utc(p.valid_until),
+                    }
+                    for p in permits
+                ]
         if policy is None:
             return []
+        run.context["policy"] = {
+            "id": str(policy.id),
+            "version": policy.version,
+            "thresholds": [
+                {"rule": r.id, "subject": r.subject, "flop": str(r.threshold_flop.value)}
+                for r in policy.rules
+                if r.threshold_flop is not None
+            ],
+        }
+        if self.config.declarations is not None:
+            run.context["holdings"] = [
+                {"holder": str(h.holder), "held": str(h.held), "share": str(h.voting_share)}
+                for h in self.config.declarations.holdings
+            ]
         return policy_findings(
             policy,
             self.config.declarations,

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS bad_entries (
     device TEXT, sequence INTEGER);
 CREATE TABLE IF NOT EXISTS findings (
     id TEXT PRIMARY KEY, severity TEXT NOT NULL, first_seen TEXT NOT NULL,
-    last_seen TEXT NOT NULL, document TEXT NOT NULL);
+    last_seen TEXT NOT NULL, document TEXT NOT NULL, current INTEGER NOT NULL);
 """
 
 
@@ -166,6 +166,20 @@ class AuditState:
         rows = self._db.execute("SELECT * FROM bad_entries ORDER BY log_index").fetchall()
         return [BadEntry(*row) for row in rows]
 
+    def current_findings(self) -> list[tuple[dict[str, Any], str, str]]:
+        """The last run's findings: (document, first seen, last seen), gravest first."""
+        rows = self._db.execute(
+            "SELECT document, first_seen, last_seen FROM findings WHERE current = 1"
+        ).fetchall()
+        ranks = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+        found = [(json.loads(row[0]), row[1], row[2]) for row in rows]
+        return sorted(found, key=lambda f: (ranks.get(f[0]["severity"], 5), f[0]["id"]))
+
+    def last_run(self) -> dict[str, Any]:
+        """When the last run was and the context it saw (orders, permits, thresholds)."""
+        value = self.meta("last_run")
+        return {} if value is None else dict(json.loads(value))
+
     def known_findings(self) -> dict[str, tuple[str, str]]:
         """Finding id -> (first seen, last seen)."""
         rows = self._db.execute("SELECT id, first_seen, last_seen FROM findings").fetchall()
@@ -185,6 +199,7 @@ class AuditState:
         bad: Iterable[BadEntry],
         verified_size: int,
         findings: Iterable[tuple[str, str, dict[str, Any]]],
+        context: dict[str, Any] | None = None,
     ) -> None:
         """Everything a run learnt, in one transaction."""
         db = self._db
@@ -214,11 +229,17 @@ class AuditState:
             db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('verified_size', ?)", (str(verified_size),)
             )
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('last_run', ?)",
+                (json.dumps({"at": seen_at, "context": context or {}}, sort_keys=True),),
+            )
+            # The findings of this run replace the last run's as "current"; ids stay stable.
+            db.execute("UPDATE findings SET current = 0")
             for finding_id, severity, document in findings:
                 db.execute(
-                    "INSERT INTO findings VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE "
+                    "INSERT INTO findings VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO UPDATE "
                     "SET last_seen = excluded.last_seen, document = excluded.document, "
-                    "severity = excluded.severity",
+                    "severity = excluded.severity, current = 1",
                     (finding_id, severity, seen_at, seen_at, json.dumps(document)),
                 )
             db.execute("COMMIT")

@@ -8,6 +8,7 @@ to verify governance and evaluate the policy, the agreement's root metadata
 (``--out``), and exits 0 when no finding is high or critical, 5 otherwise (as ``policy check``
 does for a binding violation; 2 to 4 are errors).
 
+``audit report`` writes the last run's readable report (HTML with plots, and JSON).
 ``audit export`` writes a registry's evidence into a bundle directory for offline audits.
 """
 
@@ -151,6 +152,26 @@ def run_command(
     worst = result.worst()
     if worst is not None and worst.rank >= Severity.HIGH.rank:
         raise typer.Exit(EXIT_VIOLATION)
+
+
+@app.command("report")
+@reports_errors
+def report_command(
+    state: Annotated[Path, typer.Option("--state", help="the auditor's state directory")],
+    out: Annotated[Path, typer.Option("--out", help="where report.html and report.json go")],
+) -> None:
+    """Write the readable report (HTML with plots, and JSON) of the last audit run."""
+    from brakepedal.audit.report import render_report  # noqa: PLC0415
+    from brakepedal.audit.state import AuditState  # noqa: PLC0415
+
+    if not (state / "audit.sqlite3").is_file():
+        raise InputError("audit.state_missing", f"{state}: no audit state; run `audit run` first")
+    audit_state = AuditState(state)
+    try:
+        path = render_report(audit_state, out)
+    finally:
+        audit_state.close()
+    Console().print(f"report: {path}")
 
 
 @app.command("export")

@@ -98,3 +98,33 @@ def test_audit_run_needs_exactly_one_source(world: World, tmp_path: Path) -> Non
     code, output = _audit(world, tmp_path)
     assert code == 2
     assert "audit.source_invalid" in output
+
+
+def test_audit_report_shows_the_findings_with_their_evidence(world: World, tmp_path: Path) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.enrol("gpu-1", "lab-b")
+    world.report_all(rounds=2)
+    later = format_utc((quiet(world) + timedelta(hours=2)).replace(microsecond=0))
+    code, _ = _audit(world, tmp_path, "--registry", world.server.url, "--at", later)
+    assert code == 5
+    result = RUNNER.invoke(
+        build_app("audit"),
+        ["audit", "report", "--state", str(tmp_path / "state"), "--out", str(tmp_path / "r")],
+    )
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert page.count('class="finding"') == 2
+    assert "device.silent" in page
+    assert page.count("data:image/png;base64,") == 3
+    document = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert {f["subject"] for f in document["findings"]} == {"device:gpu-0", "device:gpu-1"}
+    assert set(document["compute"]) == {"lab-a", "lab-b"}
+
+
+def test_audit_report_needs_a_state(tmp_path: Path) -> None:
+    result = RUNNER.invoke(
+        build_app("audit"),
+        ["audit", "report", "--state", str(tmp_path / "none"), "--out", str(tmp_path / "r")],
+    )
+    assert result.exit_code == 2
+    assert "audit.state_missing" in result.output
