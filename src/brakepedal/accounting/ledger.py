@@ -7,8 +7,8 @@ has this lineage used, when did it cross a threshold, what is the most this grou
 90 days, how big is the cluster at this site.
 
 Attribution is conservative. A window whose job no run declares is not dropped: it is summed
-with every other undeclared window of the same owner into the pseudo-lineage
-``unattributed:<owner>``, so declaring runs can only make a lab's largest total smaller, never
+with every other undeclared window of the same ownership group into the pseudo-lineage
+``unattributed:<group>``, so declaring runs can only make a lab's largest total smaller, never
 hiding compute makes it so. Windows of exempt workloads (by policy, e.g. inference of deployed
 models) count toward site capacity but not toward training totals.
 """
@@ -162,14 +162,17 @@ class Ledger:
     def _attribute(self, window: UsageWindow) -> AttributedWindow:
         accelerator = self.catalogue.get(window.accelerator)
         run = self.runs.run_of_job(window.job) if window.job is not None else None
-        lineage = self.runs.lineage_of(run) if run is not None else _unattributed(window.owner)
+        group = self.ownership.group_of(window.owner)
+        # Undeclared work pools per ownership group: pooled per owner, a run left undeclared
+        # and split across subsidiaries would stay under every threshold.
+        lineage = self.runs.lineage_of(run) if run is not None else _unattributed(group)
         return AttributedWindow(
             window=window,
             accelerator=accelerator,
             bound=self._bound(window, accelerator, window.start, window.end),
             run=run,
             lineage=lineage,
-            group=self.ownership.group_of(window.owner),
+            group=group,
             counted=window.workload not in self.exempt_workloads,
         )
 

@@ -147,7 +147,7 @@ class Auditor:
         witnessed = self._witnessed(source, run)
         for checkpoint, names in sorted(
             [(latest, ())] + ([witnessed] if witnessed is not None else []),
-            key=lambda pair: pair[0].checkpoint.size,
+            key=lambda pair: (pair[0].checkpoint.size, -len(pair[1])),  # witnessed first
         ):
             self._check_consistency(source, checkpoint, names, run)
         known = self.state.leaf_hashes()
@@ -312,7 +312,7 @@ class Auditor:
                     severity=Severity.MEDIUM,
                 )
             )
-        if consistent and not same:
+        if consistent and (not same or names):
             run.accepted.append(SeenCheckpoint(size, root, new.raw, names))
         if not consistent:
             run.trusted_entries = False

@@ -38,7 +38,7 @@ __all__ = ["policy_findings", "usage_windows"]
 _US = 1_000_000
 _SUBJECTS = {"run": Subject.RUN, "lineage": Subject.LINEAGE, "group": Subject.GROUP}
 #: Violations of an order in force are the gravest a party can commit.
-_CRITICAL_REASONS = frozenset({"permit_missing", "prohibited", "order_violated"})
+_CRITICAL_REASONS = frozenset({"permit_missing", "prohibited", "pause_order"})
 
 
 def usage_windows(

@@ -84,9 +84,8 @@ def render_report(state: AuditState, out: Path, *, catalogue: Catalogue | None =
         context,
         findings,
         plots={
-            "Compute by ownership group (FLOP bound of attested busy time)": _plot_compute(
-                series, context, clock
-            ),
+            "Training compute by ownership group (FLOP bound of attested busy time; declared "
+            "inference left out)": _plot_compute(series, context, clock),
             "Orders and permits": _plot_timeline(
                 {"orders": [], "permits": []} | context, reports, clock
             ),
@@ -132,6 +131,8 @@ def _compute_series(
     seen: set[tuple[str, int]] = set()
     for row in sorted(reports, key=lambda r: r.window_end_us):
         if row.device not in devices or (row.device, row.sequence) in seen:
+            continue
+        if row.workload == "inference":  # declared inference is outside every pause
             continue
         seen.add((row.device, row.sequence))
         owner = row.tenant or devices[row.device].operator
@@ -220,12 +221,14 @@ def _plot_timeline(context: dict[str, Any], reports: list[ReportRow], clock: _Cl
     for y, (label, start, end, colour) in enumerate(rows):
         begin, finish = clock.of(start), clock.of(end)
         axes.barh(y, finish - begin, left=begin, color=colour, alpha=0.6)
-        axes.text(begin, y, f" {label}", va="center", fontsize=8)
+        axes.text(begin, y, f" {label} ({start} to {end})", va="center", fontsize=8)
     if reports:
         first = clock.hours(min(r.window_start_us for r in reports))
         last = clock.hours(max(r.window_end_us for r in reports))
         axes.axvspan(first, last, color="#adb5bd", alpha=0.3, label="reports audited")
         axes.legend(fontsize=8, loc="lower right")
+        margin = 0.05 * (last - first or 1.0)
+        axes.set_xlim(first - margin, last + margin)  # orders run on beyond, to their sunset
     axes.set_yticks([])
     axes.set_xlabel(clock.label())
     if not rows:

@@ -207,7 +207,9 @@ class AuditState:
         try:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('origin', ?)", (origin,))
             db.executemany(
-                "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?) ON CONFLICT (size, root) DO "
+                "UPDATE SET witnesses = excluded.witnesses, note = excluded.note "
+                "WHERE length(excluded.witnesses) > length(checkpoints.witnesses)",
                 [
                     (c.size, c.root, c.note, json.dumps(list(c.witnesses)), seen_at)
                     for c in checkpoints

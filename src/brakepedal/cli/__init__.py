@@ -31,6 +31,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("audit", "app", "group"),
     "estimate": ("estimate", "estimate", "command"),
     "gate": ("gate", "gate", "command"),
+    "demo": ("demo", "demo", "command"),
 }
 
 

@@ -28,6 +28,13 @@ def test_an_honest_world_gives_no_finding_and_the_same_accounting(world: World) 
     assert result.devices == 3
     assert result.days_compared >= 1  # the registry's own figures were fetched and agreed
     assert result.witnessed_size is not None
+    state = AuditState(world.state_dir)
+    try:  # the witnessed checkpoint is remembered with its witnesses
+        assert [c.witnesses for c in state.checkpoints() if c.size == result.tree_size] == [
+            ("witness.test/w1",)
+        ]
+    finally:
+        state.close()
     # The signed finding set verifies under the auditor's key and names the audited tree.
     assert result.signed is not None
     document = open_findings(result.signed, AUDITOR_KEY.public_key)

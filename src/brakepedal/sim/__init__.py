@@ -1,0 +1,1 @@
+"""Simulated worlds that drive the real agent, registry and auditor code."""
