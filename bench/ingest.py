@@ -663,7 +663,7 @@ _PATCHED: list[tuple[object, str, str]] = [
     (registry_ingest, "envelope_from_json", "envelope"),
     (registry_ingest, "parse_envelope", "envelope"),
     (registry_ingest, "parse_report", "report"),
-    (registry_ingest, "_verifies", "verify"),
+    (registry_ingest, "report_signed_by", "verify"),
     (wire_codec, "require_canonical", "canonical"),
 ]
 

@@ -23,10 +23,13 @@ Nothing stops at the first defect: every check adds findings and the run goes on
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from brakepedal.accounting.catalogue import Catalogue, default_catalogue
 from brakepedal.accounting.document import UsageDocument
@@ -36,8 +39,8 @@ from brakepedal.audit.findings import EntryEvidence, Finding, FindingSet, Severi
 from brakepedal.audit.policy_check import policy_findings
 from brakepedal.audit.source import EvidenceSource
 from brakepedal.audit.state import AuditState, BadEntry, DeviceRow, ReportRow, SeenCheckpoint
-from brakepedal.crypto.dsse import parse_envelope
-from brakepedal.crypto.keys import Key, Signer, public_key_from_json, public_key_to_json
+from brakepedal.crypto.dsse import ParsedEnvelope, parse_envelope
+from brakepedal.crypto.keys import Signer, public_key_from_json, public_key_to_json
 from brakepedal.errors import BrakepedalError, TrustError
 from brakepedal.governance.view import GovernanceView, LogEvidence
 from brakepedal.model.types import format_utc
@@ -54,7 +57,13 @@ from brakepedal.tlog.merkle import (
 from brakepedal.tlog.note import NoteVerifier
 from brakepedal.tlog.proof import ConsistencyProof, parse_proof
 from brakepedal.wire.enrolment import ENROLMENT_PAYLOAD_TYPE, parse_enrolment
-from brakepedal.wire.report import REPORT_PAYLOAD_TYPE, open_report, peek_report
+from brakepedal.wire.report import (
+    REPORT_PAYLOAD_TYPE,
+    device_key,
+    peek_report,
+    report_signed_by,
+)
+from brakepedal.wire.report_format import parse_report
 
 __all__ = ["AuditConfig", "AuditResult", "Auditor"]
 
@@ -362,86 +371,13 @@ class Auditor:
         devices: dict[str, DeviceRow],
         progress: Progress | None,
     ) -> tuple[list[DeviceRow], list[ReportRow], list[BadEntry], list[str]]:
-        fresh: dict[str, DeviceRow] = {}
-        keys: dict[str, Key] = {}
-        reports: list[ReportRow] = []
-        bad: list[BadEntry] = []
+        reader = _Reader(devices)
         kinds: list[str] = []
         for offset, entry in enumerate(entries):
-            index = first + offset
-            kind = _kind(entry)
-            kinds.append(kind)
-            try:
-                if kind == "enrolment":
-                    row = _enrolment_row(entry, index)
-                    if row.device in devices or row.device in fresh:
-                        bad.append(
-                            BadEntry(
-                                index,
-                                "audit.enrolled_twice",
-                                "a second enrolment",
-                                row.device,
-                                None,
-                            )
-                        )
-                    else:
-                        fresh[row.device] = row
-                elif kind == "report":
-                    reports.append(self._report_row(entry, index, devices, fresh, keys))
-            except BrakepedalError as e:
-                device, sequence = peek_report(entry)
-                bad.append(BadEntry(index, e.reason, e.message[:500], device, sequence))
+            kinds.append(reader.read(first + offset, entry))
             if progress is not None and (offset % 500 == 499 or offset == len(entries) - 1):
                 progress("verifying entries", offset + 1, len(entries))
-        return list(fresh.values()), reports, bad, kinds
-
-    def _report_row(
-        self,
-        entry: bytes,
-        index: int,
-        devices: dict[str, DeviceRow],
-        fresh: dict[str, DeviceRow],
-        keys: dict[str, Key],
-    ) -> ReportRow:
-        device_name, _ = peek_report(entry)
-        enrolled = fresh.get(device_name or "") or devices.get(device_name or "")
-        if enrolled is None or enrolled.log_index > index:
-            raise TrustError(
-                "audit.device_unknown",
-                f"report of {device_name!r} at log index {index}: no enrolment before it",
-            )
-        key = keys.get(enrolled.device)
-        if key is None:
-            key = keys[enrolled.device] = public_key_from_json(enrolled.public_key.encode())
-        report = open_report(entry, key)
-        if report.accelerator != enrolled.accelerator:
-            raise TrustError(
-                "audit.accelerator_mismatch",
-                f"a {report.accelerator} report from a device enrolled as {enrolled.accelerator}",
-            )
-        governance = report.governance
-        return ReportRow(
-            log_index=index,
-            device=str(report.device),
-            sequence=report.sequence,
-            digest=report.digest(),
-            previous=report.previous,
-            window_start_us=_micros(report.window_start),
-            window_end_us=_micros(report.window_end),
-            busy_ms=report.busy_ms,
-            tensor_active_ms=report.tensor_active_ms,
-            energy_mj=report.energy_mj,
-            job=report.job,
-            tenant=report.tenant,
-            permit=report.permit,
-            site=report.site,
-            workload=report.workload.value,
-            minute_count=report.minute_count,
-            minute_root=report.minute_root,
-            governance_version=None if governance is None else governance.timestamp_version,
-            governance_size=None if governance is None else governance.checkpoint_size,
-            accelerator=report.accelerator,
-        )
+        return list(reader.fresh.values()), reader.reports, reader.bad, kinds
 
     # ------------------------------------------------------------------ policy
 
@@ -585,16 +521,87 @@ def _newest_policy(view: GovernanceView) -> Policy | None:
     return parse_policy(data, name=f"{version.policy_id}{suffix}")
 
 
-def _kind(entry: bytes) -> str:
-    try:
-        envelope = parse_envelope(entry)
-    except BrakepedalError:
-        return "other"
-    if envelope.payload_type == REPORT_PAYLOAD_TYPE:
-        return "report"
-    if envelope.payload_type == ENROLMENT_PAYLOAD_TYPE:
-        return "enrolment"
-    return "other"
+class _Reader:
+    """Reads log entries back: enrolments, reports (verified as the registry verifies them),
+    and what does not verify, with its reason."""
+
+    def __init__(self, devices: dict[str, DeviceRow]) -> None:
+        self.devices = devices
+        self.fresh: dict[str, DeviceRow] = {}
+        self.reports: list[ReportRow] = []
+        self.bad: list[BadEntry] = []
+        self._keys: dict[str, Ed25519PublicKey] = {}
+
+    def read(self, index: int, entry: bytes) -> str:
+        """Read entry ``index``; its kind (``report``, ``enrolment``, ``other``)."""
+        try:
+            envelope = parse_envelope(entry)
+        except BrakepedalError:
+            return "other"
+        kind = _KINDS.get(envelope.payload_type, "other")
+        try:
+            if kind == "enrolment":
+                row = _enrolment_row(entry, index)
+                if row.device in self.devices or row.device in self.fresh:
+                    raise TrustError("audit.enrolled_twice", f"{row.device} enrolled again")
+                self.fresh[row.device] = row
+            elif kind == "report":
+                self.reports.append(self._report(envelope, index))
+        except BrakepedalError as e:
+            device, sequence = peek_report(entry)
+            self.bad.append(BadEntry(index, e.reason, e.message[:500], device, sequence))
+        return kind
+
+    def _report(self, envelope: ParsedEnvelope, index: int) -> ReportRow:
+        report = parse_report(envelope.payload)
+        device = str(report.device)
+        enrolled = self.fresh.get(device) or self.devices.get(device)
+        if enrolled is None or enrolled.log_index > index:
+            raise TrustError(
+                "audit.device_unknown",
+                f"report of {device!r} at log index {index}: no enrolment before it",
+            )
+        key = self._keys.get(device)
+        if key is None:
+            key = self._keys[device] = device_key(
+                public_key_from_json(enrolled.public_key.encode())
+            )
+        if report.accelerator != enrolled.accelerator:
+            raise TrustError(
+                "audit.accelerator_mismatch",
+                f"a {report.accelerator} report from a device enrolled as {enrolled.accelerator}",
+            )
+        if not report_signed_by(envelope, key):
+            raise TrustError(
+                "audit.signature_invalid", f"log index {index}: not signed by {device}'s key"
+            )
+        governance = report.governance
+        return ReportRow(
+            log_index=index,
+            device=device,
+            sequence=report.sequence,
+            # The payload is the report's canonical bytes (parse_report insisted on it).
+            digest=hashlib.sha256(envelope.payload).hexdigest(),
+            previous=report.previous,
+            window_start_us=_micros(report.window_start),
+            window_end_us=_micros(report.window_end),
+            busy_ms=report.busy_ms,
+            tensor_active_ms=report.tensor_active_ms,
+            energy_mj=report.energy_mj,
+            job=report.job,
+            tenant=report.tenant,
+            permit=report.permit,
+            site=report.site,
+            workload=report.workload.value,
+            minute_count=report.minute_count,
+            minute_root=report.minute_root,
+            governance_version=None if governance is None else governance.timestamp_version,
+            governance_size=None if governance is None else governance.checkpoint_size,
+            accelerator=report.accelerator,
+        )
+
+
+_KINDS = {REPORT_PAYLOAD_TYPE: "report", ENROLMENT_PAYLOAD_TYPE: "enrolment"}
 
 
 def _enrolment_row(entry: bytes, index: int) -> DeviceRow:

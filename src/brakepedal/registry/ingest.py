@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, insert, select, update
 
@@ -54,7 +53,9 @@ from brakepedal.wire.report import (
     GENESIS_PREVIOUS,
     REPORT_PAYLOAD_TYPE,
     UsageReport,
+    device_key,
     peek_report,
+    report_signed_by,
 )
 from brakepedal.wire.report_format import parse_report
 
@@ -308,8 +309,7 @@ class Ingestor:
                 f"reports[{index}]: a {report.accelerator} report from {report.device}, "
                 f"enrolled as a {accelerator}",
             )
-        pae = envelope.pae()
-        if not any(_verifies(key, carried.sig, pae) for carried in envelope.signatures):
+        if not report_signed_by(envelope, key):
             raise TrustError(
                 "ingest.signature_invalid",
                 f"reports[{index}]: not signed by the key enrolled for {report.device}",
@@ -343,10 +343,7 @@ class Ingestor:
             raise InputError("ingest.device_unknown", f"device {device} is not enrolled")
         # Kept as a ready cryptography key: loading it per report costs more than verifying.
         enrolled = public_key_from_json(str(row[0]).encode())
-        known = (
-            Ed25519PublicKey.from_public_bytes(bytes.fromhex(enrolled.keyval["public"])),
-            str(row[1]),
-        )
+        known = (device_key(enrolled), str(row[1]))
         self._keys[device] = known
         return known
 
@@ -525,14 +522,6 @@ class Ingestor:
 def _text(value: str) -> str:
     """Evidence text a database keeps whatever the input held (PostgreSQL refuses NUL)."""
     return value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
-
-
-def _verifies(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
-    try:
-        key.verify(signature, message)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
 
 
 def parse_batch(body: bytes, limits: IngestLimits) -> list[bytes]:

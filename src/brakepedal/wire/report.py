@@ -38,8 +38,12 @@ from datetime import datetime
 from fractions import Fraction
 from itertools import pairwise
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from brakepedal.accounting.usage import UsageWindow
 from brakepedal.crypto.dsse import (
+    ParsedEnvelope,
     brakepedal_payload_type,
     open_envelope,
     parse_envelope,
@@ -93,10 +97,12 @@ __all__ = [
     "SnapshotCommitment",
     "UsageReport",
     "build_report",
+    "device_key",
     "minute_inclusion_proof",
     "open_report",
     "parse_report",
     "peek_report",
+    "report_signed_by",
     "short_detail",
     "sign_report",
     "sort_events",
@@ -343,3 +349,27 @@ def peek_report(data: bytes) -> tuple[str | None, int | None]:
         device[:128] if isinstance(device, str) else None,
         sequence if isinstance(sequence, int) and 0 <= sequence < 2**63 else None,
     )
+
+
+def device_key(key: Key) -> Ed25519PublicKey:
+    """An enrolled device's key, ready for :func:`report_signed_by` (keep it: loading a key
+    costs more than a verification)."""
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(key.keyval["public"]))
+
+
+def report_signed_by(envelope: ParsedEnvelope, key: Ed25519PublicKey) -> bool:
+    """Whether a signature of ``envelope`` verifies under the device's ``key``.
+
+    The one check the registry (at ingest) and the auditor (reading the log back) both make,
+    with the same code, so they reach the same verdict on the same bytes: Ed25519 (RFC 8032,
+    OpenSSL through pyca/cryptography) over the DSSE pre-authentication encoding; key ids are
+    hints and are not compared.
+    """
+    pae = envelope.pae()
+    for carried in envelope.signatures:
+        try:
+            key.verify(carried.sig, pae)
+        except (InvalidSignature, ValueError):
+            continue
+        return True
+    return False

@@ -70,7 +70,9 @@ def test_batch_items_fast_or_slow_are_the_same_bytes(items: list[dict[str, Any]]
     """Floats, huge integers and lone surrogates anywhere in the body (which turn the fast
     encoding off) or in one item: every item still reads as canonical bytes, or as sent."""
     body = json.dumps({"reports": items}).encode()
-    assert parse_batch(body, LIMITS) == [_as_sent_or_canonical(item) for item in items]
+    # As the body reads back: JSON joins an escaped surrogate pair into one character.
+    sent = json.loads(body)["reports"]
+    assert parse_batch(body, LIMITS) == [_as_sent_or_canonical(item) for item in sent]
 
 
 @given(st.binary(max_size=200))

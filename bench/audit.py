@@ -1,0 +1,214 @@
+"""The auditor's re-verification throughput, beside the raw Ed25519 rate of the same machine.
+
+One run: signed, chained reports of many devices are built (bench/ingest.py's corpus) and
+ingested into an in-process registry on SQLite; its log is exported as a bundle. Then, on one
+core each:
+
+1. **raw Ed25519**: the very (message, signature) pairs of the reports, verified by OpenSSL
+   (pyca/cryptography, what registry and auditor use) and libsodium (PyNaCl);
+2. **re-verification**: the auditor reading the log back entry by entry (envelope, strict
+   report parse, enrolment lookup, the signature, the row it keeps), as ``audit run`` does;
+3. **a whole audit run** over the bundle: checkpoint, root recomputed from every entry,
+   re-verification, every detector, the accounting recomputed, state committed.
+
+The issue's target: re-verification at least 0.8x the raw verification rate.
+
+    .venv/bin/python bench/audit.py --json /tmp/audit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from ingest import (
+    ORIGIN,
+    Pairs,
+    _progress,
+    build_corpus,
+    client_batches,
+    facts,
+    verify_pairs,
+)
+from rich.console import Console
+from rich.table import Table
+
+from brakepedal.audit.auditor import AuditConfig, Auditor, _Reader
+from brakepedal.audit.source import BundleSource, export_bundle
+from brakepedal.audit.state import AuditState
+from brakepedal.crypto.keys import generate_ed25519
+from brakepedal.registry.ingest import IngestLimits
+from brakepedal.registry.service import Registry, RegistryConfig
+from brakepedal.tlog.note import NoteSigner, NoteVerifier
+
+TARGET = 0.8
+
+
+class _LocalSource:
+    """The in-process registry as an evidence source, for the export."""
+
+    name = "registry (in-process)"
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def checkpoint(self) -> bytes:
+        return self._registry.checkpoint()
+
+    def witnessed_checkpoint(self) -> bytes | None:
+        return None
+
+    def consistency_proof(self, old: int, new: int) -> bytes:  # pragma: no cover - unused
+        raise NotImplementedError
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        return self._registry.store.read_entries(start, end)
+
+    def aggregates(self, day: Any) -> list[dict[str, Any]] | None:
+        return self._registry.public_aggregates(day)
+
+    def governance(self) -> None:
+        return None
+
+
+def _logged(
+    corpus: Sequence[Any], root: Path, count: int, console: Console
+) -> tuple[list[bytes], Path, NoteVerifier]:
+    """The corpus enrolled and ingested into an in-process registry; its entries, the bundle
+    exported from it, and the log's key."""
+    registry = Registry(
+        RegistryConfig(
+            url=f"sqlite:///{root / 'registry.sqlite3'}",
+            origin=ORIGIN,
+            log_signer=NoteSigner(ORIGIN, generate_ed25519()),
+            allow_software_keys=True,
+            limits=IngestLimits(max_reports=1000),
+        )
+    )
+    try:
+        for device in corpus:
+            registry.enrol(device.enrolment)
+        with _progress(console, "ingesting into the registry (not timed)") as progress:
+            task = progress.add_task("ingest", total=count)
+            for batch in client_batches(corpus, 1, 500)[0]:
+                registry.ingest_body(batch.body)
+                progress.advance(task, batch.items)
+        entries = registry.store.read_entries(0, registry.store.size())
+        days = sorted({(datetime.now(UTC) - timedelta(days=d)).date() for d in range(3)})
+        bundle = export_bundle(
+            _LocalSource(registry),
+            root / "bundle",
+            size=len(entries),
+            checkpoint=registry.checkpoint(),
+            days=days,
+        )
+        return entries, bundle, registry.config.log_signer.verifier()
+    finally:
+        registry.close()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reports", type=int, default=20_000)
+    parser.add_argument("--devices", type=int, default=64)
+    parser.add_argument("--processes", type=int, default=2, help="to build the corpus")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reports, args.devices = 400, 8
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    corpus = build_corpus(args, console)
+    pairs = Pairs(
+        keys=[d.public_key for d in corpus],
+        owners=[i for i, d in enumerate(corpus) for _ in d.messages],
+        messages=[m for d in corpus for m in d.messages],
+        signatures=[s for d in corpus for s in d.signatures],
+    )
+    count = len(pairs.messages)
+    raw = {library: count / verify_pairs(library, pairs) for library in ("openssl", "nacl")}
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        entries, bundle, log_key = _logged(corpus, root, count, console)
+        reader = _Reader({})
+        started, cpu = time.perf_counter(), time.process_time()
+        for index, entry in enumerate(entries):
+            reader.read(index, entry)
+        reread_wall, reread_cpu = time.perf_counter() - started, time.process_time() - cpu
+        assert not reader.bad, reader.bad[:2]
+        assert len(reader.reports) == count
+        # As of the last window's end: the corpus lies in the past, and its devices have not
+        # gone silent then.
+        last = max(row.window_end_us for row in reader.reports) // 1_000_000
+        at = datetime.fromtimestamp(last, UTC) + timedelta(minutes=1)
+        state = AuditState(root / "state")
+        try:
+            started, cpu = time.perf_counter(), time.process_time()
+            result = Auditor(AuditConfig(origin=ORIGIN, log_key=log_key), state).run(
+                BundleSource(bundle), at=at
+            )
+            run_wall, run_cpu = time.perf_counter() - started, time.process_time() - cpu
+        finally:
+            state.close()
+    reread = count / reread_cpu
+    whole = count / run_cpu
+    figures = {
+        "benchmark": "audit",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": facts(argparse.Namespace(postgres_url="", stores="")),
+        "reports": count,
+        "devices": len(corpus),
+        "raw_one_core_per_second": {k: round(v, 1) for k, v in raw.items()},
+        "reverify_per_second": round(reread, 1),
+        "reverify_wall_seconds": round(reread_wall, 3),
+        "reverify_us_per_report": round(reread_cpu / count * 1e6, 1),
+        "audit_run_per_second": round(whole, 1),
+        "audit_run_wall_seconds": round(run_wall, 3),
+        # The corpus names no jobs: usage.unattributed is expected, nothing else.
+        "audit_run_findings": sorted({f.detector for f in result.findings}),
+        "ratio_reverify_to_openssl": round(reread / raw["openssl"], 3),
+        "ratio_reverify_to_nacl": round(reread / raw["nacl"], 3),
+        "ratio_run_to_openssl": round(whole / raw["openssl"], 3),
+        "target": TARGET,
+        "target_met": reread / raw["openssl"] >= TARGET,
+    }
+    table = Table(title=f"Auditor re-verification, {count:,} reports of {len(corpus)} devices")
+    for column in ("what", "reports/s (one core)", "of raw OpenSSL", "of raw libsodium"):
+        table.add_column(column, justify="right")
+    table.add_row("raw Ed25519, OpenSSL", f"{raw['openssl']:,.0f}", "1.000x", "")
+    table.add_row("raw Ed25519, libsodium", f"{raw['nacl']:,.0f}", "", "1.000x")
+    for label, rate in (("re-verification", reread), ("whole audit run", whole)):
+        table.add_row(
+            label, f"{rate:,.0f}", f"{rate / raw['openssl']:.3f}x", f"{rate / raw['nacl']:.3f}x"
+        )
+    console.print(table)
+    verdict = "met" if figures["target_met"] else "missed"
+    console.print(
+        f"re-verification is {figures['ratio_reverify_to_openssl']}x OpenSSL's raw rate "
+        f"({figures['reverify_us_per_report']} µs per report); target >= {TARGET}x: {verdict}"
+    )
+    unexpected = {f.detector for f in result.findings} - {"usage.unattributed"}
+    if unexpected:
+        console.print(f"[red]the audit run raised unexpected findings: {sorted(unexpected)}[/]")
+        return 1
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=1, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
