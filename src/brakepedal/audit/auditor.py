@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -37,11 +37,20 @@ from brakepedal.audit import accounting
 from brakepedal.audit.detectors import Draft, Evidence, Thresholds, day_of, detect
 from brakepedal.audit.findings import EntryEvidence, Finding, FindingSet, Severity
 from brakepedal.audit.policy_check import policy_findings
-from brakepedal.audit.source import EvidenceSource
-from brakepedal.audit.state import AuditState, BadEntry, DeviceRow, ReportRow, SeenCheckpoint
+from brakepedal.audit.sampling import SamplePlan, plan
+from brakepedal.audit.source import ChallengeSource, EvidenceSource, RegistrySource
+from brakepedal.audit.state import (
+    AuditState,
+    BadEntry,
+    Challenge,
+    DeviceRow,
+    ReportRow,
+    SeenCheckpoint,
+)
+from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.dsse import ParsedEnvelope, parse_envelope
 from brakepedal.crypto.keys import Signer, public_key_from_json, public_key_to_json
-from brakepedal.errors import BrakepedalError, TrustError
+from brakepedal.errors import BrakepedalError, InputError, TrustError
 from brakepedal.governance.view import GovernanceView, LogEvidence
 from brakepedal.model.types import format_utc
 from brakepedal.policy.load import parse_policy
@@ -57,15 +66,20 @@ from brakepedal.tlog.merkle import (
 from brakepedal.tlog.note import NoteVerifier
 from brakepedal.tlog.proof import ConsistencyProof, parse_proof
 from brakepedal.wire.enrolment import ENROLMENT_PAYLOAD_TYPE, parse_enrolment
+from brakepedal.wire.minute import parse_minute
 from brakepedal.wire.report import (
     REPORT_PAYLOAD_TYPE,
     device_key,
     peek_report,
     report_signed_by,
+    verify_minutes,
 )
 from brakepedal.wire.report_format import parse_report
 
-__all__ = ["AuditConfig", "AuditResult", "Auditor"]
+__all__ = ["AuditConfig", "AuditResult", "Auditor", "open_challenges"]
+
+#: Sources that can open challenges (a registry; a bundle cannot).
+ChallengeSourceType = RegistrySource
 
 _US = 1_000_000
 
@@ -93,6 +107,8 @@ class AuditConfig:
     policy: Policy | None = None
     #: Public run declarations and ownership holdings (a usage document without windows).
     declarations: UsageDocument | None = None
+    #: How long a device has to answer a challenge before ``challenge.unanswered``.
+    challenge_deadline: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +205,7 @@ class Auditor:
             all_devices, all_reports, all_bad, moment, self.config.catalogue, self.config.thresholds
         )
         run.drafts += detect(evidence)
+        run.drafts += self._challenges(source, moment)
         run.drafts += self._policy(source, moment, all_devices, all_reports, run)
         days = sorted({day_of(r.window_start_us) for r in all_reports})
         published = {day: source.aggregates(day) for day in days}
@@ -379,6 +396,41 @@ class Auditor:
                 progress("verifying entries", offset + 1, len(entries))
         return list(reader.fresh.values()), reader.reports, reader.bad, kinds
 
+    # ------------------------------------------------------------------ challenges
+
+    def challenge(
+        self, source: ChallengeSource, *, budget: int, fraction: float, at: datetime
+    ) -> SamplePlan:
+        """Open challenges of a sample of the reports (:func:`open_challenges`)."""
+        return open_challenges(self.state, source, budget=budget, fraction=fraction, at=at)
+
+    def _challenges(self, source: EvidenceSource, at: datetime) -> list[Draft]:
+        """Check every open challenge's answer; a draft per mismatch and per late answer."""
+        drafts = []
+        for opened in self.state.challenges():
+            challenge = opened
+            if opened.status == "open" and isinstance(source, ChallengeSourceType):
+                status = source.challenge_status(opened.id)
+                if status.get("minutes") is not None:
+                    verdict, detail = _check_answer(source, opened, status["minutes"])
+                    self.state.resolve_challenge(opened.id, verdict, detail)
+                    challenge = replace(opened, status=verdict, detail=detail)
+            asked = datetime.fromisoformat(challenge.requested_at.replace("Z", "+00:00"))
+            late = at - asked > self.config.challenge_deadline
+            if challenge.status == "mismatch":
+                why = "the revealed minute records do not rebuild the report it signed"
+                drafts.append(
+                    _challenge_draft(challenge, "challenge.mismatch", Severity.CRITICAL, why)
+                )
+            elif challenge.status == "open" and late:
+                why = (
+                    f"no answer in {self.config.challenge_deadline} since {challenge.requested_at}"
+                )
+                drafts.append(
+                    _challenge_draft(challenge, "challenge.unanswered", Severity.HIGH, why)
+                )
+        return drafts
+
     # ------------------------------------------------------------------ policy
 
     def _policy(
@@ -509,6 +561,79 @@ def _log_draft(
     severity: Severity = Severity.CRITICAL,
 ) -> Draft:
     return Draft(detector, rule, severity, "log", summary, key, figures or {})
+
+
+def open_challenges(
+    state: AuditState, source: ChallengeSource, *, budget: int, fraction: float, at: datetime
+) -> SamplePlan:
+    """Open challenges of ``budget`` reports not challenged before, drawn from the public
+    seed of the newest checkpoint this state accepted (:mod:`brakepedal.audit.sampling`).
+
+    Raises:
+        InputError: ``audit.no_checkpoint`` before a first ``run``.
+    """
+    accepted = state.checkpoints()
+    if not accepted:
+        raise InputError("audit.no_checkpoint", "run the audit once before challenging")
+    newest = max(accepted, key=lambda c: c.size)
+    asked = {(c.device, c.sequence) for c in state.challenges()}
+    population = [
+        r
+        for r in state.reports()
+        if r.log_index < newest.size and (r.device, r.sequence) not in asked
+    ]
+    sample = plan(newest.root, population, budget, fraction)
+    opened = []
+    for index in sample.chosen:
+        report = population[index]
+        number = source.challenge(report.device, report.sequence)
+        opened.append(
+            Challenge(
+                number,
+                report.device,
+                report.sequence,
+                report.log_index,
+                format_utc(at.replace(microsecond=0)),
+                newest.root.hex(),
+                "open",
+                None,
+            )
+        )
+    state.add_challenges(opened)
+    return sample
+
+
+def _check_answer(
+    source: EvidenceSource, challenge: Challenge, minutes: object
+) -> tuple[str, str | None]:
+    """``verified`` when the revealed records rebuild the logged report, else ``mismatch``."""
+    try:
+        (entry,) = source.entries(challenge.log_index, challenge.log_index + 1)
+        report = parse_report(parse_envelope(entry).payload)
+        if not isinstance(minutes, list):
+            raise InputError("audit.answer_invalid", "minutes is not a list")
+        records = [parse_minute(canonical_json(m)) for m in minutes]
+        verify_minutes(report, records)
+    except BrakepedalError as e:
+        return "mismatch", f"{e.reason}: {e.message[:300]}"
+    return "verified", None
+
+
+def _challenge_draft(challenge: Challenge, detector: str, severity: Severity, why: str) -> Draft:
+    return Draft(
+        detector,
+        "a device reveals the minute records its report committed to, when challenged",
+        severity,
+        f"device:{challenge.device}",
+        f"{challenge.device} report {challenge.sequence} (challenge {challenge.id}): {why}",
+        {"device": challenge.device, "sequence": challenge.sequence, "challenge": challenge.id},
+        {
+            "seed": challenge.seed,
+            "requested_at": challenge.requested_at,
+            "detail": challenge.detail,
+        },
+        ((challenge.log_index, "the challenged report"),),
+    )
 
 
 def _newest_policy(view: GovernanceView) -> Policy | None:

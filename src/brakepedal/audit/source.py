@@ -36,6 +36,7 @@ from brakepedal.tlog.proof import ConsistencyProof
 
 __all__ = [
     "BundleSource",
+    "ChallengeSource",
     "EvidenceSource",
     "RegistrySource",
     "export_bundle",
@@ -72,6 +73,18 @@ class EvidenceSource(Protocol):
 
     def governance(self) -> tuple[dict[str, bytes], bytes] | None:
         """The governance repository's files and their log evidence (None: none published)."""
+        ...
+
+
+class ChallengeSource(Protocol):
+    """A registry the auditor can ask to have a device open a report (bundles cannot)."""
+
+    def challenge(self, device: str, sequence: int) -> int:
+        """Open a challenge of ``device``'s report ``sequence``; its id."""
+        ...
+
+    def challenge_status(self, number: int) -> dict[str, Any]:
+        """The challenge as the registry holds it; ``minutes`` once the device answered."""
         ...
 
 
@@ -139,6 +152,29 @@ class RegistrySource:
         answer = self._ok("/v1/accounting/operators", day=day.isoformat()).json()
         if not isinstance(answer, list):
             raise InputError("audit.aggregates_invalid", f"aggregates of {day}: not a list")
+        return answer
+
+    def challenge(self, device: str, sequence: int) -> int:
+        try:
+            response = self._client.post(
+                "/v1/challenges", json={"device": device, "sequence": sequence}
+            )
+        except httpx.HTTPError as e:
+            raise TransportError("audit.unreachable", f"POST /v1/challenges: {e}") from e
+        if response.status_code != 200:
+            raise TransportError(
+                "audit.registry_refused",
+                f"challenge {device}/{sequence}: HTTP {response.status_code} {response.text[:200]}",
+            )
+        number = response.json().get("id")
+        if not isinstance(number, int):
+            raise InputError("audit.challenge_invalid", "the registry's answer has no id")
+        return number
+
+    def challenge_status(self, number: int) -> dict[str, Any]:
+        answer = self._ok(f"/v1/challenges/{number}").json()
+        if not isinstance(answer, dict):
+            raise InputError("audit.challenge_invalid", f"challenge {number}: not an object")
         return answer
 
     def governance(self) -> tuple[dict[str, bytes], bytes] | None:

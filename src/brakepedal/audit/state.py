@@ -19,7 +19,7 @@ from typing import Any
 
 from brakepedal.errors import InputError
 
-__all__ = ["AuditState", "BadEntry", "DeviceRow", "ReportRow", "SeenCheckpoint"]
+__all__ = ["AuditState", "BadEntry", "Challenge", "DeviceRow", "ReportRow", "SeenCheckpoint"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,6 +42,10 @@ CREATE INDEX IF NOT EXISTS reports_by_device ON reports (device, sequence);
 CREATE TABLE IF NOT EXISTS bad_entries (
     log_index INTEGER PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL,
     device TEXT, sequence INTEGER);
+CREATE TABLE IF NOT EXISTS challenges (
+    id INTEGER PRIMARY KEY, device TEXT NOT NULL, sequence INTEGER NOT NULL,
+    log_index INTEGER NOT NULL, requested_at TEXT NOT NULL, seed TEXT NOT NULL,
+    status TEXT NOT NULL, detail TEXT);
 CREATE TABLE IF NOT EXISTS findings (
     id TEXT PRIMARY KEY, severity TEXT NOT NULL, first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL, document TEXT NOT NULL, current INTEGER NOT NULL);
@@ -96,6 +100,20 @@ class ReportRow:
     governance_version: int | None
     governance_size: int | None
     accelerator: str
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A report this auditor asked its device to open: ``open``, ``verified`` or ``mismatch``."""
+
+    id: int
+    device: str
+    sequence: int
+    log_index: int
+    requested_at: str
+    seed: str
+    status: str
+    detail: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +197,25 @@ class AuditState:
         """When the last run was and the context it saw (orders, permits, thresholds)."""
         value = self.meta("last_run")
         return {} if value is None else dict(json.loads(value))
+
+    def challenges(self) -> list[Challenge]:
+        """The challenges this auditor opened, oldest first."""
+        rows = self._db.execute("SELECT * FROM challenges ORDER BY id").fetchall()
+        return [Challenge(*row) for row in rows]
+
+    def add_challenges(self, opened: Iterable[Challenge]) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT INTO challenges VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [tuple(_values(c)) for c in opened],
+            )
+            self._db.execute("COMMIT")
+
+    def resolve_challenge(self, number: int, status: str, detail: str | None) -> None:
+        self._db.execute(
+            "UPDATE challenges SET status = ?, detail = ? WHERE id = ?", (status, detail, number)
+        )
 
     def known_findings(self) -> dict[str, tuple[str, str]]:
         """Finding id -> (first seen, last seen)."""

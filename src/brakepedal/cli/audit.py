@@ -8,6 +8,8 @@ to verify governance and evaluate the policy, the agreement's root metadata
 (``--out``), and exits 0 when no finding is high or critical, 5 otherwise (as ``policy check``
 does for a binding violation; 2 to 4 are errors).
 
+``audit challenge`` asks devices to reveal the minute records of a sample of reports, drawn
+from the public seed of the newest checkpoint; the next ``audit run`` checks the answers.
 ``audit report`` writes the last run's readable report (HTML with plots, and JSON).
 ``audit export`` writes a registry's evidence into a bundle directory for offline audits.
 """
@@ -152,6 +154,48 @@ def run_command(
     worst = result.worst()
     if worst is not None and worst.rank >= Severity.HIGH.rank:
         raise typer.Exit(EXIT_VIOLATION)
+
+
+@app.command("challenge")
+@reports_errors
+def challenge_command(
+    state: Annotated[Path, typer.Option("--state", help="the auditor's state directory")],
+    registry: Annotated[str, typer.Option("--registry", help="registry base URL")],
+    budget: Annotated[int, typer.Option("--budget", min=1, help="reports to challenge")],
+    token: Token = None,
+    fraction: Annotated[
+        float, typer.Option("--fraction", min=0.0, max=1.0, help="assumed share of false reports")
+    ] = 0.01,
+    at: Annotated[str | None, typer.Option("--at", help="UTC time of the request")] = None,
+) -> None:
+    """Ask devices to reveal the minute records of a sample of reports (checked by `run`)."""
+    from brakepedal.audit.auditor import open_challenges  # noqa: PLC0415
+    from brakepedal.audit.sampling import samples_needed  # noqa: PLC0415
+    from brakepedal.audit.source import RegistrySource  # noqa: PLC0415
+    from brakepedal.audit.state import AuditState  # noqa: PLC0415
+    from brakepedal.model.types import parse_utc_timestamp  # noqa: PLC0415
+
+    if not (state / "audit.sqlite3").is_file():
+        raise InputError("audit.state_missing", f"{state}: no audit state; run `audit run` first")
+    if token is None:
+        raise InputError("audit.token_missing", "give --token (or BRAKEPEDAL_AUDIT_TOKEN)")
+    moment = datetime.now(UTC) if at is None else parse_utc_timestamp(at)
+    audit_state = AuditState(state)
+    source = RegistrySource(registry, token)
+    try:
+        sample = open_challenges(audit_state, source, budget=budget, fraction=fraction, at=moment)
+        opened = audit_state.challenges()[-sample.budget :] if sample.budget else []
+    finally:
+        source.close()
+        audit_state.close()
+    console = Console()
+    console.print(sample.describe())
+    if fraction > 0:
+        console.print(
+            f"for P(caught) >= 0.95 at that rate: {samples_needed(fraction, 0.95)} reports"
+        )
+    for challenge in opened:
+        console.print(f"  challenge {challenge.id}: {challenge.device} report {challenge.sequence}")
 
 
 @app.command("report")

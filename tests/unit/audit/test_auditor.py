@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import delete, select, update
 
 from brakepedal.audit.auditor import Auditor
 from brakepedal.audit.findings import FindingSet, open_findings
-from brakepedal.audit.source import BundleSource, export_bundle
+from brakepedal.audit.source import BundleSource, RegistrySource, export_bundle
 from brakepedal.audit.state import AuditState
-from brakepedal.registry.schema import cosigned_checkpoints, reports
+from brakepedal.registry.schema import challenges, cosigned_checkpoints, reports
 from brakepedal.tlog.proof import InclusionProof
 from brakepedal.tlog.sqlstore import log_checkpoints, log_entries, log_meta, log_nodes
 from tests.unit.audit.conftest import AUDITOR_KEY, World, detectors, quiet
@@ -145,3 +148,65 @@ def test_finding_sets_are_canonical_and_ordered(world: World) -> None:
         again.to_bytes()
         == FindingSet("auditor", quiet(world), "o", 1, b"\0" * 32, result.findings).to_bytes()
     )
+
+
+def _answer(world: World, number: int, minutes: list[Any]) -> None:
+    body = b'{"minutes":[' + b",".join(m.to_bytes() for m in minutes) + b"]}"
+    answer = world.server.client.post(f"/v1/challenges/{number}/answer", content=body)
+    assert answer.status_code == 200, answer.text
+
+
+def _challenge_all(world: World) -> list[int]:
+    state = AuditState(world.state_dir)
+    source = RegistrySource(world.server.url, world.token)
+    try:
+        sample = Auditor(world.config(), state).challenge(
+            source, budget=10, fraction=0.1, at=quiet(world)
+        )
+        assert sample.probability == pytest.approx(1 - 0.9**sample.budget)
+        return [c.id for c in state.challenges()]
+    finally:
+        source.close()
+        state.close()
+
+
+def test_challenges_answered_honestly_verify(world: World) -> None:
+    gpu = world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=1)
+    world.witness()
+    assert world.audit(at=quiet(world)).findings == ()
+    (number,) = _challenge_all(world)
+    _answer(world, number, gpu.last_minutes)
+    assert world.audit(at=quiet(world)).findings == ()
+    state = AuditState(world.state_dir)
+    try:
+        assert [c.status for c in state.challenges()] == ["verified"]
+    finally:
+        state.close()
+
+
+def test_a_lying_answer_is_a_mismatch_and_silence_is_late(world: World) -> None:
+    gpu = world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=1)
+    assert world.audit(at=quiet(world)).findings == ()
+    (number,) = _challenge_all(world)
+    assert detectors(world.audit(at=quiet(world))) == []  # asked, not yet due
+    late = world.audit(at=quiet(world) + timedelta(hours=2))
+    assert "challenge.unanswered" in detectors(late)
+    lie = [replace(m, energy_mj=m.energy_mj // 2) for m in gpu.last_minutes]
+    # The registry refuses records that do not rebuild the report...
+    body = b'{"minutes":[' + b",".join(m.to_bytes() for m in lie) + b"]}"
+    refused = world.server.client.post(f"/v1/challenges/{number}/answer", content=body)
+    assert refused.json()["reason"] == "report.minutes_mismatch"
+    # ...so only a registry that stores them behind its API (or forges an answer) serves them.
+    response = b'{"minutes":[' + b",".join(m.to_bytes() for m in lie) + b"]}"
+    with world.registry.engine.begin() as conn:
+        conn.execute(
+            update(challenges)
+            .where(challenges.c.id == number)
+            .values(answered_us=1, response=response)
+        )
+    result = world.audit(at=quiet(world))
+    (finding,) = [f for f in result.findings if f.detector == "challenge.mismatch"]
+    assert finding.severity.value == "critical"
+    assert finding.key == {"device": "gpu-0", "sequence": 0, "challenge": number}

@@ -128,3 +128,33 @@ def test_audit_report_needs_a_state(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "audit.state_missing" in result.output
+
+
+def test_audit_challenge_opens_a_sample_and_states_its_odds(world: World, tmp_path: Path) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=4)
+    at = format_utc(quiet(world).replace(microsecond=0))
+    code, output = _audit(world, tmp_path, "--registry", world.server.url, "--at", at)
+    assert code == 0, output
+    result = RUNNER.invoke(
+        build_app("audit"),
+        [
+            "audit",
+            "challenge",
+            "--state",
+            str(tmp_path / "state"),
+            "--registry",
+            world.server.url,
+            "--budget",
+            "2",
+            "--fraction",
+            "0.05",
+            "--at",
+            at,
+        ],
+        env={"BRAKEPEDAL_AUDIT_TOKEN": world.token, "COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 of 4 reports" in result.output
+    assert "P(caught) = 1 - (1 - 0.05)^2 = 0.0975" in result.output
+    assert result.output.count("challenge ") == 2
