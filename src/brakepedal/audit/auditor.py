@@ -66,6 +66,7 @@ from brakepedal.tlog.merkle import (
 from brakepedal.tlog.note import NoteVerifier
 from brakepedal.tlog.proof import ConsistencyProof, parse_proof
 from brakepedal.wire.enrolment import ENROLMENT_PAYLOAD_TYPE, parse_enrolment
+from brakepedal.wire.findings import FINDINGS_PAYLOAD_TYPE
 from brakepedal.wire.minute import parse_minute
 from brakepedal.wire.report import (
     REPORT_PAYLOAD_TYPE,
@@ -658,7 +659,8 @@ class _Reader:
         self._keys: dict[str, Ed25519PublicKey] = {}
 
     def read(self, index: int, entry: bytes) -> str:
-        """Read entry ``index``; its kind (``report``, ``enrolment``, ``other``)."""
+        """Read entry ``index``; its kind (``report``, ``enrolment``, ``findings`` (an
+        auditor's, published), ``other``)."""
         try:
             envelope = parse_envelope(entry)
         except BrakepedalError:
@@ -726,7 +728,11 @@ class _Reader:
         )
 
 
-_KINDS = {REPORT_PAYLOAD_TYPE: "report", ENROLMENT_PAYLOAD_TYPE: "enrolment"}
+_KINDS = {
+    REPORT_PAYLOAD_TYPE: "report",
+    ENROLMENT_PAYLOAD_TYPE: "enrolment",
+    FINDINGS_PAYLOAD_TYPE: "findings",
+}
 
 
 def _enrolment_row(entry: bytes, index: int) -> DeviceRow:

@@ -27,10 +27,11 @@ from enum import StrEnum
 from typing import Any
 
 from brakepedal.crypto.canonical import canonical_json, require_canonical
-from brakepedal.crypto.dsse import brakepedal_payload_type, open_envelope, sign_envelope
+from brakepedal.crypto.dsse import open_envelope, sign_envelope
 from brakepedal.crypto.keys import Key, Signer
 from brakepedal.errors import InputError
 from brakepedal.model.types import format_utc
+from brakepedal.wire.findings import FINDINGS_FORMAT, FINDINGS_PAYLOAD_TYPE
 
 __all__ = [
     "FINDINGS_FORMAT",
@@ -43,9 +44,6 @@ __all__ = [
     "open_findings",
     "severities",
 ]
-
-FINDINGS_FORMAT = "brakepedal.audit-findings"
-FINDINGS_PAYLOAD_TYPE = brakepedal_payload_type("audit-findings", 1)
 
 
 class Severity(StrEnum):

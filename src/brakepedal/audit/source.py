@@ -154,6 +154,22 @@ class RegistrySource:
             raise InputError("audit.aggregates_invalid", f"aggregates of {day}: not a list")
         return answer
 
+    def publish_findings(self, envelope: bytes) -> int:
+        """Append a signed finding set to the registry's log; its log index."""
+        try:
+            response = self._client.post("/v1/findings", content=envelope)
+        except httpx.HTTPError as e:
+            raise TransportError("audit.unreachable", f"POST /v1/findings: {e}") from e
+        if response.status_code != 200:
+            raise TransportError(
+                "audit.registry_refused",
+                f"publish findings: HTTP {response.status_code} {response.text[:200]}",
+            )
+        index = response.json().get("log_index")
+        if not isinstance(index, int):
+            raise InputError("audit.publish_invalid", "the registry's answer has no log index")
+        return index
+
     def challenge(self, device: str, sequence: int) -> int:
         try:
             response = self._client.post(

@@ -86,9 +86,13 @@ def run_command(
     at: Annotated[
         str | None, typer.Option("--at", help="audit as of this UTC time (default: now)")
     ] = None,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="append the signed findings to the registry's log")
+    ] = False,
 ) -> None:
     """Audit the log once more: checkpoints, new entries, detectors, accounting, policy."""
     from brakepedal.audit.auditor import AuditConfig, Auditor  # noqa: PLC0415
+    from brakepedal.audit.source import RegistrySource  # noqa: PLC0415
     from brakepedal.audit.state import AuditState  # noqa: PLC0415
     from brakepedal.model.types import parse_utc_timestamp  # noqa: PLC0415
     from brakepedal.tlog.cosignature import CosignatureVerifier  # noqa: PLC0415
@@ -108,6 +112,8 @@ def run_command(
         policy=None if policy is None else _policy(policy),
         declarations=None if declarations is None else _declarations(declarations),
     )
+    if publish and (key is None or registry is None):
+        raise InputError("audit.publish_invalid", "--publish needs --key and --registry")
     source = _source(registry, token, bundle)
     console = Console(stderr=True)
     moment = datetime.now(UTC) if at is None else parse_utc_timestamp(at)
@@ -128,6 +134,10 @@ def run_command(
                 progress.update(tasks[what], completed=done, total=total)
 
             result = Auditor(config, audit_state).run(source, at=moment, progress=advance)
+        if publish and result.signed is not None:
+            assert isinstance(source, RegistrySource)
+            published = source.publish_findings(result.signed)
+            console.print(f"findings published at log index {published}")
     finally:
         audit_state.close()
         close = getattr(source, "close", None)

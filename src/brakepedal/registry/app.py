@@ -54,6 +54,8 @@ _STATUS = {
 _MAX_BODY = 16_000_000
 #: A day's minute records (1,440) at about 1 KB each, with room to spare.
 _MAX_ANSWER = 4_000_000
+#: A finding set the registry appends to its log (the log's own bound on an entry).
+_MAX_FINDINGS = 1_000_000
 _ANSWER_LIMITS = Limits(max_json_bytes=_MAX_ANSWER)
 
 
@@ -357,6 +359,17 @@ def create_app(registry: Registry, *, inline_ingest: bool = False) -> FastAPI:  
     async def checkpoint() -> Response:
         note = await run_in_threadpool(registry.checkpoint)
         return Response(note, media_type="text/plain; charset=utf-8")
+
+    @app.post(
+        "/v1/findings",
+        responses={400: {"model": Problem}, 413: {"model": Problem}},
+        openapi_extra=_raw_body(_ENVELOPE_SCHEMA),
+    )
+    async def publish_findings(request: Request, who: Auditor) -> dict[str, Any]:
+        body = await _body(request, _MAX_FINDINGS)
+        index = await run_in_threadpool(registry.publish_findings, body)
+        log.info("findings published", extra={"auditor": who, "log_index": index})
+        return {"log_index": index}
 
     @app.get(
         "/v1/log/checkpoint/witnessed",

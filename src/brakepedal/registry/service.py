@@ -65,6 +65,7 @@ from brakepedal.tlog.merkle import NodeId
 from brakepedal.tlog.note import Note, NoteSignature, NoteSigner
 from brakepedal.tlog.proof import InclusionProof
 from brakepedal.tlog.sqlstore import SqlLogStore, normalise_store_url
+from brakepedal.wire.findings import check_findings_envelope
 from brakepedal.wire.minute import parse_minute
 from brakepedal.wire.report import verify_minutes
 from brakepedal.wire.report_format import parse_report
@@ -489,6 +490,15 @@ class Registry:
                 insert(governance_files).values(path=name, data=files[name], log_index=index)
             )
         return indices
+
+    def publish_findings(self, data: bytes) -> int:
+        """Append an auditor's signed finding set to the log; its log index.
+
+        The registry judges nothing in it (readers decide which auditors they trust); it
+        appends only a canonical finding-set envelope (:mod:`brakepedal.wire.findings`).
+        """
+        check_findings_envelope(data)
+        return self.store.append([data])
 
     def witnessed_checkpoint(self) -> bytes | None:
         """The largest checkpoint with witnesses' cosignatures, as stored (None: none yet).
