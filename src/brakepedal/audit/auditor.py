@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from brakepedal.accounting.catalogue import Catalogue, default_catalogue
 from brakepedal.accounting.document import UsageDocument
 from brakepedal.audit import accounting
+from brakepedal.audit.declarations import declaration_findings
 from brakepedal.audit.detectors import Draft, Evidence, Thresholds, day_of, detect
 from brakepedal.audit.findings import EntryEvidence, Finding, FindingSet, Severity
 from brakepedal.audit.policy_check import policy_findings
@@ -46,6 +47,7 @@ from brakepedal.audit.state import (
     DeviceRow,
     ReportRow,
     SeenCheckpoint,
+    SnapshotRow,
 )
 from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.dsse import ParsedEnvelope, parse_envelope
@@ -198,7 +200,14 @@ class Auditor:
         else:
             leaves = known
         devices = self.state.devices()
-        fresh_devices, reports, bad, kinds = self._read(new, verified, devices, progress)
+        reader = self._read(new, verified, devices, progress)
+        fresh_devices, reports, bad, kinds = (
+            list(reader.fresh.values()),
+            reader.reports,
+            reader.bad,
+            reader.kinds,
+        )
+        all_snapshots = self.state.snapshots() + reader.snapshots
         all_devices = {**devices, **{d.device: d for d in fresh_devices}}
         all_reports = self.state.reports() + reports
         all_bad = self.state.bad_entries() + bad
@@ -207,6 +216,8 @@ class Auditor:
         )
         run.drafts += detect(evidence)
         run.drafts += self._challenges(source, moment)
+        if self.config.declarations is not None:
+            run.drafts += declaration_findings(self.config.declarations, all_reports, all_snapshots)
         run.drafts += self._policy(source, moment, all_devices, all_reports, run)
         days = sorted({day_of(r.window_start_us) for r in all_reports})
         published = {day: source.aggregates(day) for day in days}
@@ -234,6 +245,7 @@ class Auditor:
             devices=fresh_devices,
             reports=reports,
             bad=bad,
+            snapshots=reader.snapshots,
             verified_size=verified + len(new),
             findings=[(f.id, f.severity.value, f.to_json()) for f in findings],
             context=run.context,
@@ -388,14 +400,15 @@ class Auditor:
         first: int,
         devices: dict[str, DeviceRow],
         progress: Progress | None,
-    ) -> tuple[list[DeviceRow], list[ReportRow], list[BadEntry], list[str]]:
+    ) -> _Reader:
         reader = _Reader(devices)
         kinds: list[str] = []
         for offset, entry in enumerate(entries):
             kinds.append(reader.read(first + offset, entry))
             if progress is not None and (offset % 500 == 499 or offset == len(entries) - 1):
                 progress("verifying entries", offset + 1, len(entries))
-        return list(reader.fresh.values()), reader.reports, reader.bad, kinds
+        reader.kinds = kinds
+        return reader
 
     # ------------------------------------------------------------------ challenges
 
@@ -655,7 +668,9 @@ class _Reader:
         self.devices = devices
         self.fresh: dict[str, DeviceRow] = {}
         self.reports: list[ReportRow] = []
+        self.snapshots: list[SnapshotRow] = []
         self.bad: list[BadEntry] = []
+        self.kinds: list[str] = []
         self._keys: dict[str, Ed25519PublicKey] = {}
 
     def read(self, index: int, entry: bytes) -> str:
@@ -703,6 +718,10 @@ class _Reader:
                 "audit.signature_invalid", f"log index {index}: not signed by {device}'s key"
             )
         governance = report.governance
+        self.snapshots += [
+            SnapshotRow(index, str(c.job), c.step, c.digest, c.parent, format_utc(c.at))
+            for c in report.snapshots
+        ]
         return ReportRow(
             log_index=index,
             device=device,

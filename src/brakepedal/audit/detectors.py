@@ -19,6 +19,8 @@ Detectors (``detector``: what it means):
 * ``counters.energy``: energy over TDP x time x a margin: a counter no real device produces.
 * ``usage.unattributed``: most of a device-day busy with no job named.
 * ``governance.not_public``: a report names a governance state the log did not yet hold.
+* ``clock.future``: a report's window ends after the audit's moment plus the clock-skew bound:
+  a device clock running ahead (or a registry that ignored its bound).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class Thresholds:
     unattributed_busy_share: float = 0.5
     #: Energy above this multiple of TDP x time is impossible (boost clocks stay under 1.2x).
     energy_tdp_factor: float = 1.5
+    #: How far a window may end after the audit's moment (the registry's skew bound).
+    clock_skew: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +362,26 @@ def governance_not_public(evidence: Evidence) -> list[Draft]:
     return drafts
 
 
+def clock_future(evidence: Evidence) -> list[Draft]:
+    """Windows that end after the audit's moment plus the skew bound."""
+    bound = int((evidence.at + evidence.thresholds.clock_skew).timestamp() * _US)
+    return [
+        Draft(
+            "clock.future",
+            f"a window ends no later than now plus the {evidence.thresholds.clock_skew} skew bound",
+            Severity.HIGH,
+            f"device:{row.device}",
+            f"{row.device} report {row.sequence}'s window ends {_when(row.window_end_us)}, "
+            f"after {_when(bound)}: its clock runs ahead",
+            {"device": row.device, "sequence": row.sequence},
+            {"ahead_seconds": (row.window_end_us - bound) / _US},
+            ((row.log_index, "the report"),),
+        )
+        for row in evidence.reports
+        if row.window_end_us > bound
+    ]
+
+
 DETECTORS: dict[str, Callable[[Evidence], list[Draft]]] = {
     "entry": unverifiable,
     "chain": chains,
@@ -365,6 +389,7 @@ DETECTORS: dict[str, Callable[[Evidence], list[Draft]]] = {
     "counters": counters,
     "unattributed": unattributed,
     "governance": governance_not_public,
+    "clock": clock_future,
 }
 
 

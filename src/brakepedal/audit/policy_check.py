@@ -126,7 +126,7 @@ def policy_findings(
                 {"detail": e.message[:300]},
             )
         ]
-    drafts = []
+    drafts = _compute_declared(declarations, ledger, where)
     for violation in evaluation.violations:
         kind = _SUBJECTS.get(violation.subject_kind)
         cited = ledger.windows(kind, violation.subject_id) if kind is not None else ledger.windows()
@@ -160,6 +160,36 @@ def policy_findings(
                     "reports": len(indices),
                 },
                 tuple((index, "a report counted") for index in indices[:5]),
+            )
+        )
+    return drafts
+
+
+def _compute_declared(
+    declarations: UsageDocument | None, ledger: Ledger, where: dict[tuple[str, int], int]
+) -> list[Draft]:
+    """``declared.compute_exceeded``: runs whose attested compute passes what they declared
+    by more than a tenth (see :mod:`brakepedal.audit.declarations`)."""
+    drafts: list[Draft] = []
+    for run in declarations.runs if declarations is not None else ():
+        if run.declared_flop is None or str(run.run) not in ledger.subjects(Subject.RUN):
+            continue
+        attested = ledger.total(Subject.RUN, run.run).value
+        if attested * 10 <= run.declared_flop.value * 11:
+            continue
+        windows = ledger.windows(Subject.RUN, run.run)
+        indices = sorted(where[(str(w.window.device), _micros(w.window.start))] for w in windows)
+        drafts.append(
+            Draft(
+                "declared.compute_exceeded",
+                "a run's attested compute stays within what it declared (plus 10 %)",
+                Severity.MEDIUM,
+                f"run:{run.run}",
+                f"run {run.run} attested {attested:.3e} FLOP, declared "
+                f"{run.declared_flop.value:.3e}",
+                {"run": str(run.run)},
+                {"attested_flop": str(attested), "declared_flop": str(run.declared_flop.value)},
+                tuple((index, "a report counted") for index in indices[:3]),
             )
         )
     return drafts

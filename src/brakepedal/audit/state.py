@@ -19,7 +19,15 @@ from typing import Any
 
 from brakepedal.errors import InputError
 
-__all__ = ["AuditState", "BadEntry", "Challenge", "DeviceRow", "ReportRow", "SeenCheckpoint"]
+__all__ = [
+    "AuditState",
+    "BadEntry",
+    "Challenge",
+    "DeviceRow",
+    "ReportRow",
+    "SeenCheckpoint",
+    "SnapshotRow",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,6 +47,9 @@ CREATE TABLE IF NOT EXISTS reports (
     workload TEXT NOT NULL, minute_count INTEGER NOT NULL, minute_root TEXT NOT NULL,
     governance_version INTEGER, governance_size INTEGER, accelerator TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS reports_by_device ON reports (device, sequence);
+CREATE TABLE IF NOT EXISTS snapshots (
+    log_index INTEGER NOT NULL, job TEXT NOT NULL, step INTEGER NOT NULL, digest TEXT NOT NULL,
+    parent TEXT, at TEXT NOT NULL, PRIMARY KEY (log_index, job, step, digest));
 CREATE TABLE IF NOT EXISTS bad_entries (
     log_index INTEGER PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL,
     device TEXT, sequence INTEGER);
@@ -100,6 +111,18 @@ class ReportRow:
     governance_version: int | None
     governance_size: int | None
     accelerator: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    """A weight-snapshot commitment a report attested (the training framework handed it in)."""
+
+    log_index: int
+    job: str
+    step: int
+    digest: str
+    parent: str | None
+    at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +203,10 @@ class AuditState:
         rows = self._db.execute("SELECT * FROM reports ORDER BY log_index").fetchall()
         return [ReportRow(*row) for row in rows]
 
+    def snapshots(self) -> list[SnapshotRow]:
+        rows = self._db.execute("SELECT * FROM snapshots ORDER BY log_index, step").fetchall()
+        return [SnapshotRow(*row) for row in rows]
+
     def bad_entries(self) -> list[BadEntry]:
         rows = self._db.execute("SELECT * FROM bad_entries ORDER BY log_index").fetchall()
         return [BadEntry(*row) for row in rows]
@@ -234,6 +261,7 @@ class AuditState:
         devices: Iterable[DeviceRow],
         reports: Iterable[ReportRow],
         bad: Iterable[BadEntry],
+        snapshots: Iterable[SnapshotRow] = (),
         verified_size: int,
         findings: Iterable[tuple[str, str, dict[str, Any]]],
         context: dict[str, Any] | None = None,
@@ -260,6 +288,10 @@ class AuditState:
             db.executemany(
                 _INSERT_REPORT,
                 [tuple(_values(r)) for r in reports],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
+                [tuple(_values(row)) for row in snapshots],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO bad_entries VALUES (?, ?, ?, ?, ?)",

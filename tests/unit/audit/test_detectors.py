@@ -224,3 +224,12 @@ def _flop_of_one_device(world: World) -> int:
     gpu = next(iter(world.devices.values()))
     seconds = gpu.sequence * 5 * 60
     return max(spec.peak.values()) * seconds
+
+
+def test_clock_running_ahead_of_the_audit(world: World) -> None:
+    _honest(world, devices=1, rounds=2)
+    assert "clock.future" not in detectors(world.audit(at=quiet(world)))
+    # As of a moment before the last windows ended: they are in the auditor's future.
+    early = world.audit(at=quiet(world) - timedelta(minutes=8))
+    ahead = [f for f in early.findings if f.detector == "clock.future"]
+    assert [f.key["sequence"] for f in ahead] == [1]

@@ -1,0 +1,116 @@
+"""Declared against attested: runs' declarations beside the snapshots and compute devices attest."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+
+from brakepedal.accounting.document import UsageDocument
+from brakepedal.accounting.lineage import RunDeclaration
+from brakepedal.accounting.lineage import SnapshotCommitment as Declared
+from brakepedal.model.types import EntityId, Flop, JobId, RunId
+from brakepedal.policy.load import load_preset
+from brakepedal.wire.report_items import SnapshotCommitment
+from tests.unit.audit.conftest import World, detectors, quiet
+
+D1 = hashlib.sha256(b"pre-training step 1000").hexdigest()
+D2 = hashlib.sha256(b"fine-tune step 10").hexdigest()
+
+
+def _train(world: World, declared_continuation: bool) -> UsageDocument:
+    pre, ft = world.enrol("gpu-0", "lab-a"), world.enrol("gpu-1", "lab-a-sub")
+    start = pre.start
+    world.post(
+        pre.report(
+            job=JobId("pre-1"),
+            snapshots=(
+                SnapshotCommitment(
+                    job=JobId("pre-1"), step=1000, digest=D1, at=start + timedelta(minutes=4)
+                ),
+            ),
+        )
+    )
+    world.post(
+        ft.report(
+            job=JobId("ft-1"),
+            window_start=start + timedelta(minutes=5),
+            snapshots=(
+                SnapshotCommitment(
+                    job=JobId("ft-1"),
+                    step=10,
+                    digest=D2,
+                    at=start + timedelta(minutes=9),
+                    parent=D1,
+                ),
+            ),
+        )
+    )
+    return UsageDocument(
+        entities=(EntityId("lab-a"), EntityId("lab-a-sub")),
+        holdings=(),
+        runs=(
+            RunDeclaration(
+                RunId("pre"),
+                EntityId("lab-a"),
+                frozenset({JobId("pre-1")}),
+                produces=frozenset({Declared("sha256:" + D1)}),
+            ),
+            RunDeclaration(
+                RunId("ft"),
+                EntityId("lab-a-sub"),
+                frozenset({JobId("ft-1")}),
+                starts_from=frozenset({Declared("sha256:" + D1)} if declared_continuation else ()),
+                produces=frozenset({Declared("sha256:" + D2)}),
+            ),
+        ),
+        windows=(),
+    )
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_continuation_the_declarations_hide_is_found(world: World, declared: bool) -> None:
+    declarations = _train(world, declared_continuation=declared)
+    result = world.audit(at=quiet(world), declarations=declarations)
+    hidden = [f for f in result.findings if f.detector == "declared.continuation_hidden"]
+    if declared:
+        assert hidden == []
+        return
+    (finding,) = hidden
+    assert finding.key == {"job": "ft-1", "parent": D1}
+    assert finding.figures == {"child_run": "ft", "parent_run": "pre", "parent_job": "pre-1"}
+    assert [e.role for e in finding.entries] == [
+        "the parent snapshot attested",
+        "the continuation attested",
+    ]
+
+
+def test_snapshots_a_run_does_not_declare_are_found(world: World) -> None:
+    declarations = _train(world, declared_continuation=True)
+    other = RunDeclaration(
+        RunId("pre"),
+        EntityId("lab-a"),
+        frozenset({JobId("pre-1")}),
+        produces=frozenset({Declared("sha256:" + "0" * 64)}),
+    )
+    wrong = UsageDocument(declarations.entities, (), (other, declarations.runs[1]), ())
+    result = world.audit(at=quiet(world), declarations=wrong)
+    assert "declared.undeclared_snapshot" in detectors(result)
+
+
+@pytest.mark.parametrize(("declared_flop", "found"), [(10**30, False), (10**15, True)])
+def test_compute_beyond_the_declared_is_found(
+    world: World, declared_flop: int, found: bool
+) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=2, job="pre-1")
+    run = RunDeclaration(
+        RunId("pre"),
+        EntityId("lab-a"),
+        frozenset({JobId("pre-1")}),
+        declared_flop=Flop(declared_flop),
+    )
+    declarations = UsageDocument((EntityId("lab-a"),), (), (run,), ())
+    result = world.audit(at=quiet(world), declarations=declarations, policy=load_preset("pause"))
+    assert ("declared.compute_exceeded" in detectors(result)) is found
