@@ -14,10 +14,16 @@ from brakepedal.audit.auditor import Auditor
 from brakepedal.audit.findings import FindingSet, open_findings
 from brakepedal.audit.source import BundleSource, RegistrySource, export_bundle
 from brakepedal.audit.state import AuditState
+from brakepedal.crypto.keys import generate_ed25519
+from brakepedal.errors import TrustError
+from brakepedal.policy.load import load_preset
 from brakepedal.registry.schema import challenges, cosigned_checkpoints, reports
+from brakepedal.tlog.cosignature import Cosigner
+from brakepedal.tlog.note import NoteSigner
 from brakepedal.tlog.proof import InclusionProof
 from brakepedal.tlog.sqlstore import log_checkpoints, log_entries, log_meta, log_nodes
 from tests.unit.audit.conftest import AUDITOR_KEY, World, detectors, quiet
+from tests.unit.registry.conftest import ORIGIN, WITNESS
 
 
 def test_an_honest_world_gives_no_finding_and_the_same_accounting(world: World) -> None:
@@ -210,3 +216,68 @@ def test_a_lying_answer_is_a_mismatch_and_silence_is_late(world: World) -> None:
     (finding,) = [f for f in result.findings if f.detector == "challenge.mismatch"]
     assert finding.severity.value == "critical"
     assert finding.key == {"device": "gpu-0", "sequence": 0, "challenge": number}
+
+
+def test_a_split_view_two_roots_for_one_size(world: World) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=2)
+    first = world.audit(at=quiet(world))
+    size = first.tree_size
+    _truncate(world, size - 1)
+    world.registry.store.append([b'{"another": "history"}'])  # same size, another root
+    result = world.audit(at=quiet(world))
+    assert "log.split_view" in detectors(result)
+    assert result.new_entries == 0
+
+
+def test_a_registry_serving_a_smaller_tree_rolled_back(world: World) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=2)
+    size = world.audit(at=quiet(world)).tree_size
+    _truncate(world, size - 1)
+    result = world.audit(at=quiet(world))
+    assert {"log.rollback", "log.inconsistent"} <= set(detectors(result))
+
+
+def test_entries_that_do_not_give_the_checkpoint_root(world: World) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=1)
+    world.audit(at=quiet(world))
+    world.report_all(rounds=1)
+    size = world.registry.store.size()
+    # The registry serves other bytes than it hashed for its newest entry.
+    with world.registry.store.engine.begin() as conn:
+        conn.execute(update(log_entries).where(log_entries.c.idx == size - 1).values(entry=b"{}"))
+    result = world.audit(at=quiet(world))
+    # Nothing beyond the verified prefix is read, so the registry's figures (which count the
+    # new report) are not supported either.
+    assert detectors(result) == ["accounting.mismatch", "log.entries_mismatch"]
+    assert result.new_entries == 0
+
+
+def test_a_checkpoint_offered_as_witnessed_without_its_cosignatures(world: World) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=1)
+    world.witness()
+    other = Cosigner("witness.test/w2", generate_ed25519())
+    result = world.audit(
+        at=quiet(world), witnesses=(WITNESS.verifier(), other.verifier()), witness_threshold=2
+    )
+    assert detectors(result) == ["log.witnesses_missing"]
+
+
+def test_a_checkpoint_not_signed_by_the_log_key_stops_the_audit(world: World) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=1)
+    impostor = NoteSigner(ORIGIN, generate_ed25519())
+    with pytest.raises(TrustError) as raised:
+        world.audit(at=quiet(world), log_key=impostor.verifier())
+    assert raised.value.reason == "audit.checkpoint_unverified"
+
+
+def test_governance_that_does_not_verify_from_the_root(world: World) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=1)
+    result = world.audit(at=quiet(world), trusted_root=b"{}", policy=load_preset("pause"))
+    (finding,) = [f for f in result.findings if f.detector == "governance.unverifiable"]
+    assert finding.key == {"reason": "governance.unpublished"}
