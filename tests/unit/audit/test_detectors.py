@@ -233,3 +233,20 @@ def test_clock_running_ahead_of_the_audit(world: World) -> None:
     early = world.audit(at=quiet(world) - timedelta(minutes=8))
     ahead = [f for f in early.findings if f.detector == "clock.future"]
     assert [f.key["sequence"] for f in ahead] == [1]
+
+
+def test_a_policy_that_cannot_be_evaluated_is_a_finding_not_a_crash(world: World) -> None:
+    from fractions import Fraction  # noqa: PLC0415
+
+    from brakepedal.accounting.document import UsageDocument  # noqa: PLC0415
+    from brakepedal.accounting.groups import Holding  # noqa: PLC0415
+    from brakepedal.model.types import EntityId  # noqa: PLC0415
+    from brakepedal.policy.load import load_preset  # noqa: PLC0415
+
+    _honest(world, devices=1, rounds=1)
+    a, b = EntityId("lab-a"), EntityId("lab-b")
+    cycle = (Holding(a, b, Fraction(1)), Holding(b, a, Fraction(1)))  # control has no meaning
+    declarations = UsageDocument((a, b), cycle, (), ())
+    result = world.audit(at=quiet(world), policy=load_preset("pause"), declarations=declarations)
+    (finding,) = [f for f in result.findings if f.detector == "policy.unevaluable"]
+    assert finding.key["reason"] == "ownership.control_cycle"
