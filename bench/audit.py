@@ -73,8 +73,8 @@ class _LocalSource:
     def entries(self, start: int, end: int) -> list[bytes]:
         return self._registry.store.read_entries(start, end)
 
-    def aggregates(self, day: Any) -> list[dict[str, Any]] | None:
-        return self._registry.public_aggregates(day)
+    def aggregates(self, day: Any, *, tree_size: int) -> list[dict[str, Any]] | None:
+        return self._registry.public_aggregates(day, tree_size=tree_size)
 
     def governance(self) -> None:
         return None

@@ -24,8 +24,9 @@ from brakepedal.audit.detectors import Draft, day_of
 from brakepedal.audit.findings import Severity
 from brakepedal.audit.state import DeviceRow, ReportRow
 from brakepedal.errors import InputError
+from brakepedal.model.types import EntityId
 
-__all__ = ["DayFigures", "compare", "recompute"]
+__all__ = ["DayFigures", "checked", "compare", "recompute"]
 
 #: The figures compared, as the registry names them.
 FIELDS = ("devices", "reports", "busy_hours", "energy_kwh", "flop_bound")
@@ -40,6 +41,30 @@ class DayFigures:
     figures: Mapping[str, object]
     #: Log indices of the reports summed (the first few are cited in a mismatch).
     indices: tuple[int, ...]
+
+
+def checked(answer: object) -> list[dict[str, Any]] | None:
+    """The registry's answer, if it is what it must be: a list of objects, each naming an
+    operator (a valid entity id) once.
+
+    Raises:
+        InputError: ``audit.aggregates_invalid``, naming what is wrong.
+    """
+    if answer is None:
+        return None
+    if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
+        raise InputError("audit.aggregates_invalid", "not a list of objects")
+    operators = []
+    for position, item in enumerate(answer):
+        try:
+            operators.append(str(EntityId(item.get("operator"))))
+        except (InputError, TypeError) as e:
+            raise InputError(
+                "audit.aggregates_invalid", f"[{position}].operator: not an entity id"
+            ) from e
+    if len(set(operators)) != len(operators):
+        raise InputError("audit.aggregates_invalid", "an operator appears twice")
+    return answer
 
 
 def recompute(

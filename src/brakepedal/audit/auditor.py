@@ -52,7 +52,7 @@ from brakepedal.audit.state import (
 from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.dsse import ParsedEnvelope, parse_envelope
 from brakepedal.crypto.keys import Signer, public_key_from_json, public_key_to_json
-from brakepedal.errors import BrakepedalError, InputError, TrustError
+from brakepedal.errors import BrakepedalError, InputError, TransportError, TrustError
 from brakepedal.governance.view import GovernanceView, LogEvidence
 from brakepedal.model.types import format_utc
 from brakepedal.policy.load import parse_policy
@@ -165,19 +165,11 @@ class Auditor:
         moment = (at or datetime.now(UTC)).astimezone(UTC)
         self.state.check_origin(self.config.origin)
         run = _Run()
-        latest = self._open(source.checkpoint(), run, "newest")
-        if latest is None:
-            raise TrustError(
-                "audit.checkpoint_unverified",
-                f"{source.name}: the newest checkpoint is not signed by the log key "
-                f"{self.config.log_key.name}; nothing can be audited",
-            )
-        witnessed = self._witnessed(source, run)
-        for checkpoint, names in sorted(
-            [(latest, ())] + ([witnessed] if witnessed is not None else []),
-            key=lambda pair: (pair[0].checkpoint.size, -len(pair[1])),  # witnessed first
-        ):
-            self._check_consistency(source, checkpoint, names, run)
+        standing = [_draft_of(d) for d in self.state.standing()]
+        run.drafts += standing
+        if standing:  # a log proven to have two histories is never read again
+            run.trusted_entries = False
+        latest, witnessed = self._checkpoints(source, run)
         known = self.state.leaf_hashes()
         verified = len(known)
         size = latest.checkpoint.size
@@ -220,12 +212,13 @@ class Auditor:
             run.drafts += declaration_findings(self.config.declarations, all_reports, all_snapshots)
         run.drafts += self._policy(source, moment, all_devices, all_reports, run)
         days = sorted({day_of(r.window_start_us) for r in all_reports})
-        published = {day: source.aggregates(day) for day in days}
+        published = self._aggregates(source, days, tree_size=verified + len(new), run=run)
         run.drafts += accounting.compare(
             accounting.recompute(all_devices, all_reports, self.config.catalogue), published
         )
         tree_size = len(leaves) if run.trusted_entries else verified
         root = root_from_leaf_hashes(leaves[:tree_size]) if tree_size else b""
+        proven = [d for d in run.drafts if d.detector in _PROOFS_OF_FORK and d not in standing]
         findings = tuple(self._finish(draft, leaves[:tree_size], root) for draft in run.drafts)
         known_ids = self.state.known_findings()
         new_ids = tuple(sorted({f.id for f in findings} - set(known_ids)))
@@ -249,6 +242,7 @@ class Auditor:
             verified_size=verified + len(new),
             findings=[(f.id, f.severity.value, f.to_json()) for f in findings],
             context=run.context,
+            standing=[_draft_json(d) for d in proven],
         )
         return AuditResult(
             origin=self.config.origin,
@@ -265,6 +259,25 @@ class Auditor:
         )
 
     # ------------------------------------------------------------------ checkpoints
+
+    def _checkpoints(
+        self, source: EvidenceSource, run: _Run
+    ) -> tuple[SignedCheckpoint, tuple[SignedCheckpoint, tuple[str, ...]] | None]:
+        """The newest and the newest witnessed checkpoint, each checked against memory."""
+        latest = self._open(source.checkpoint(), run, "newest")
+        if latest is None:
+            raise TrustError(
+                "audit.checkpoint_unverified",
+                f"{source.name}: the newest checkpoint is not signed by the log key "
+                f"{self.config.log_key.name}; nothing can be audited",
+            )
+        witnessed = self._witnessed(source, run)
+        for checkpoint, names in sorted(
+            [(latest, ())] + ([witnessed] if witnessed is not None else []),
+            key=lambda pair: (pair[0].checkpoint.size, -len(pair[1])),  # witnessed first
+        ):
+            self._check_consistency(source, checkpoint, names, run)
+        return latest, witnessed
 
     def _open(self, note: bytes, run: _Run, which: str) -> SignedCheckpoint | None:
         try:
@@ -326,8 +339,8 @@ class Auditor:
                         "log.split_view",
                         "one log, one history: a size has one root (invariant 3)",
                         f"two checkpoints of size {size} with different roots",
-                        {"size": size},
-                        {"roots": sorted([other.root.hex(), root.hex()])},
+                        {"size": size, "roots": sorted([other.root.hex(), root.hex()])},
+                        {"notes": [_text(other.note), _text(new.raw)]},
                     )
                 )
         smaller = max((c for c in seen if c.size < size), key=lambda c: c.size, default=None)
@@ -338,7 +351,11 @@ class Auditor:
                 pair = (size, root, newer.size, newer.root)
             if pair is None or pair[0] == 0:
                 continue
-            if not self._consistent(source, pair, run):
+            notes = (old.note, new.raw) if old else (new.raw, newer.note if newer else b"")
+            verdict = self._consistent(source, pair, notes, run)
+            if verdict is None:
+                run.trusted_entries = False  # unproven: read nothing new, claim nothing
+            elif not verdict:
                 consistent = False
         if larger is not None:
             run.drafts.append(
@@ -357,8 +374,14 @@ class Auditor:
             run.trusted_entries = False
 
     def _consistent(
-        self, source: EvidenceSource, pair: tuple[int, bytes, int, bytes], run: _Run
-    ) -> bool:
+        self,
+        source: EvidenceSource,
+        pair: tuple[int, bytes, int, bytes],
+        notes: tuple[bytes, bytes],
+        run: _Run,
+    ) -> bool | None:
+        """Whether the registry proves the pair consistent; None when it could not be asked
+        (a transport error proves nothing either way)."""
         old_size, old_root, new_size, new_root = pair
         try:
             proof = parse_proof(source.consistency_proof(old_size, new_size))
@@ -368,6 +391,9 @@ class Auditor:
             ):
                 raise TrustError("audit.proof_invalid", "not the consistency proof asked for")
             proof.verify(old_root, new_root)
+        except TransportError as e:
+            run.drafts.append(_answer_draft("consistency proof", f"{old_size}-{new_size}", e))
+            return None
         except BrakepedalError as e:
             run.drafts.append(
                 _log_draft(
@@ -376,7 +402,12 @@ class Auditor:
                     f"the checkpoint of size {new_size} is not an extension of the one of size "
                     f"{old_size} this auditor accepted: the log's history was rewritten",
                     {"old_size": old_size, "new_size": new_size, "new_root": new_root.hex()},
-                    {"reason": e.reason, "old_root": old_root.hex(), "new_root": new_root.hex()},
+                    {
+                        "reason": e.reason,
+                        "old_root": old_root.hex(),
+                        "new_root": new_root.hex(),
+                        "notes": [_text(notes[0]), _text(notes[1])],
+                    },
                 )
             )
             return False
@@ -410,6 +441,20 @@ class Auditor:
         reader.kinds = kinds
         return reader
 
+    def _aggregates(
+        self, source: EvidenceSource, days: Sequence[date], *, tree_size: int, run: _Run
+    ) -> dict[date, list[dict[str, Any]] | None]:
+        """The registry's published figures of each day, as of the audited tree; an answer
+        that is refused or malformed is a finding, not the end of the run."""
+        published: dict[date, list[dict[str, Any]] | None] = {}
+        for day in days:
+            try:
+                published[day] = accounting.checked(source.aggregates(day, tree_size=tree_size))
+            except BrakepedalError as e:
+                published[day] = None
+                run.drafts.append(_answer_draft("aggregates", day.isoformat(), e))
+        return published
+
     # ------------------------------------------------------------------ challenges
 
     def challenge(
@@ -424,9 +469,21 @@ class Auditor:
         for opened in self.state.challenges():
             challenge = opened
             if opened.status == "open" and isinstance(source, ChallengeSourceType):
-                status = source.challenge_status(opened.id)
-                if status.get("minutes") is not None:
-                    verdict, detail = _check_answer(source, opened, status["minutes"])
+                try:
+                    status = source.challenge_status(opened.id)
+                except BrakepedalError as e:
+                    drafts.append(_answer_draft("challenge", str(opened.id), e))
+                    continue
+                minutes = status.get("minutes")
+                checked = (
+                    None
+                    if minutes is None
+                    else _check_answer(
+                        source, opened, minutes, self.state.leaf_hash(opened.log_index)
+                    )
+                )
+                if checked is not None:
+                    verdict, detail = checked
                     self.state.resolve_challenge(opened.id, verdict, detail)
                     challenge = replace(opened, status=verdict, detail=detail)
             asked = datetime.fromisoformat(challenge.requested_at.replace("Z", "+00:00"))
@@ -617,13 +674,77 @@ def open_challenges(
     return sample
 
 
+#: Findings that prove the log showed two histories: kept, re-raised on every later run.
+_PROOFS_OF_FORK = frozenset({"log.split_view", "log.inconsistent"})
+
+
+def _text(note: bytes) -> str:
+    return note.decode("utf-8", "backslashreplace")
+
+
+def _draft_json(draft: Draft) -> dict[str, Any]:
+    return {
+        "detector": draft.detector,
+        "rule": draft.rule,
+        "severity": draft.severity.value,
+        "subject": draft.subject,
+        "summary": draft.summary,
+        "key": dict(draft.key),
+        "figures": dict(draft.figures),
+        "cites": [list(c) for c in draft.cites],
+    }
+
+
+def _draft_of(document: dict[str, Any]) -> Draft:
+    return Draft(
+        document["detector"],
+        document["rule"],
+        Severity(document["severity"]),
+        document["subject"],
+        document["summary"],
+        document["key"],
+        document["figures"],
+        tuple((int(i), str(role)) for i, role in document["cites"]),
+    )
+
+
+def _answer_draft(what: str, which: str, error: BrakepedalError) -> Draft:
+    """The registry refused, or answered what is not an answer: high, and the run goes on."""
+    return Draft(
+        "registry.answer_invalid",
+        "the registry answers an auditor's questions (its published figures, challenges)",
+        Severity.HIGH,
+        "registry",
+        f"the registry's answer for {what} {which} is unusable: {error.reason}",
+        {"what": what, "which": which},
+        {"detail": error.message[:300]},
+    )
+
+
 def _check_answer(
-    source: EvidenceSource, challenge: Challenge, minutes: object
-) -> tuple[str, str | None]:
-    """``verified`` when the revealed records rebuild the logged report, else ``mismatch``."""
+    source: EvidenceSource, challenge: Challenge, minutes: object, leaf: bytes | None
+) -> tuple[str, str | None] | None:
+    """``verified`` when the revealed records rebuild the report this auditor verified at that
+    log index, else ``mismatch``; None when the registry could not be asked (try again).
+
+    The report is fetched again but believed only if its leaf hash is the one verified before:
+    a registry cannot answer a challenge with a report of its choosing.
+    """
     try:
         (entry,) = source.entries(challenge.log_index, challenge.log_index + 1)
+    except TransportError:
+        return None
+    except (BrakepedalError, ValueError) as e:
+        return "mismatch", f"the challenged entry could not be fetched: {e}"
+    try:
+        if leaf is None or leaf_hash(entry) != leaf:
+            raise TrustError(
+                "audit.entry_changed",
+                f"log entry {challenge.log_index} is not the one this auditor verified",
+            )
         report = parse_report(parse_envelope(entry).payload)
+        if (str(report.device), report.sequence) != (challenge.device, challenge.sequence):
+            raise TrustError("audit.entry_changed", "the entry is another device's report")
         if not isinstance(minutes, list):
             raise InputError("audit.answer_invalid", "minutes is not a list")
         records = [parse_minute(canonical_json(m)) for m in minutes]

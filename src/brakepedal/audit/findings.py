@@ -26,7 +26,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from brakepedal.crypto.canonical import canonical_json, require_canonical
+from brakepedal.crypto.canonical import MAX_SAFE_INTEGER, canonical_json, require_canonical
 from brakepedal.crypto.dsse import open_envelope, sign_envelope
 from brakepedal.crypto.keys import Key, Signer
 from brakepedal.errors import InputError
@@ -89,7 +89,7 @@ class EntryEvidence:
 def finding_id(detector: str, subject: str, key: Mapping[str, object]) -> str:
     """The stable id of a finding: ``detector/<first 16 hex of SHA-256>``."""
     digest = hashlib.sha256(
-        canonical_json({"detector": detector, "subject": subject, "key": dict(key)})
+        canonical_json(_exact({"detector": detector, "subject": subject, "key": dict(key)}))
     ).hexdigest()
     return f"{detector}/{digest[:16]}"
 
@@ -117,8 +117,8 @@ class Finding:
             "detector": self.detector,
             "rule": self.rule,
             "severity": self.severity.value,
-            "subject": self.subject,
-            "summary": self.summary,
+            "subject": _exact(self.subject),
+            "summary": _exact(self.summary),
             "key": _exact(dict(self.key)),
             "figures": _exact(dict(self.figures)),
             "evidence": [entry.to_json() for entry in self.entries],
@@ -184,15 +184,20 @@ def severities(findings: Sequence[Finding]) -> dict[str, int]:
 
 
 def _exact(value: Any) -> Any:
-    """``value`` with every float as its shortest round-trip text: signed JSON has no floats
-    (``brakepedal.crypto.canonical``), and a figure read back must be the figure written."""
-    if isinstance(value, float):
-        return repr(value)
+    """``value`` in the subset signed JSON holds, losing nothing a reader needs: floats and
+    integers beyond 2^53 - 1 as their exact decimal text (``brakepedal.crypto.canonical``
+    refuses both), and text with lone surrogates (which a hostile registry can put in any
+    name it serves) with them escaped, so that no figure can stop a finding being written."""
     if isinstance(value, dict):
-        return {str(k): _exact(v) for k, v in value.items()}
+        return {_exact(str(k)): _exact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_exact(item) for item in value]
-    return value
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int) and abs(value) <= MAX_SAFE_INTEGER:
+        return value
+    text = repr(value) if isinstance(value, float) else str(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _b64(value: bytes) -> str:

@@ -67,8 +67,9 @@ class EvidenceSource(Protocol):
         """Entries ``[start, end)``."""
         ...
 
-    def aggregates(self, day: date) -> list[dict[str, Any]] | None:
-        """The registry's published per-operator aggregates of ``day`` (None: not known)."""
+    def aggregates(self, day: date, *, tree_size: int) -> object:
+        """The registry's published per-operator aggregates of ``day``, counting the reports
+        of the first ``tree_size`` entries (None: not known). Checked by the caller."""
         ...
 
     def governance(self) -> tuple[dict[str, bytes], bytes] | None:
@@ -107,6 +108,15 @@ class RegistrySource:
             raise TransportError("audit.unreachable", f"GET {path}: {e}") from e
         return response
 
+    @staticmethod
+    def _json(response: httpx.Response) -> object:
+        try:
+            return response.json()
+        except ValueError as e:
+            raise InputError(
+                "audit.answer_invalid", f"{response.request.url.path}: not JSON ({e})"
+            ) from e
+
     def _ok(self, path: str, **params: str | int) -> httpx.Response:
         response = self._get(path, **params)
         if response.status_code != 200:
@@ -136,9 +146,13 @@ class RegistrySource:
         out: list[bytes] = []
         for first in range(start, end, PAGE):
             last = min(end, first + PAGE)
-            answer = self._ok("/v1/log/entries", start=first, end=last).json()
-            page = answer.get("entries")
-            if answer.get("start") != first or not isinstance(page, list):
+            answer = self._json(self._ok("/v1/log/entries", start=first, end=last))
+            page = answer.get("entries") if isinstance(answer, dict) else None
+            if (
+                not isinstance(answer, dict)
+                or answer.get("start") != first
+                or not isinstance(page, list)
+            ):
                 raise InputError("audit.entries_invalid", f"entries {first}..{last}: bad answer")
             if len(page) != last - first or not all(isinstance(e, str) for e in page):
                 raise InputError(
@@ -148,11 +162,10 @@ class RegistrySource:
             out.extend(entry.encode("utf-8") for entry in page)
         return out
 
-    def aggregates(self, day: date) -> list[dict[str, Any]] | None:
-        answer = self._ok("/v1/accounting/operators", day=day.isoformat()).json()
-        if not isinstance(answer, list):
-            raise InputError("audit.aggregates_invalid", f"aggregates of {day}: not a list")
-        return answer
+    def aggregates(self, day: date, *, tree_size: int) -> object:
+        return self._json(
+            self._ok("/v1/accounting/operators", day=day.isoformat(), tree_size=tree_size)
+        )
 
     def publish_findings(self, envelope: bytes) -> int:
         """Append a signed finding set to the registry's log; its log index."""
@@ -165,8 +178,9 @@ class RegistrySource:
                 "audit.registry_refused",
                 f"publish findings: HTTP {response.status_code} {response.text[:200]}",
             )
-        index = response.json().get("log_index")
-        if not isinstance(index, int):
+        answer = self._json(response)
+        index = answer.get("log_index") if isinstance(answer, dict) else None
+        if not isinstance(index, int) or isinstance(index, bool):
             raise InputError("audit.publish_invalid", "the registry's answer has no log index")
         return index
 
@@ -182,19 +196,21 @@ class RegistrySource:
                 "audit.registry_refused",
                 f"challenge {device}/{sequence}: HTTP {response.status_code} {response.text[:200]}",
             )
-        number = response.json().get("id")
-        if not isinstance(number, int):
+        answer = self._json(response)
+        number = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(number, int) or isinstance(number, bool):
             raise InputError("audit.challenge_invalid", "the registry's answer has no id")
         return number
 
     def challenge_status(self, number: int) -> dict[str, Any]:
-        answer = self._ok(f"/v1/challenges/{number}").json()
+        answer = self._json(self._ok(f"/v1/challenges/{number}"))
         if not isinstance(answer, dict):
             raise InputError("audit.challenge_invalid", f"challenge {number}: not an object")
         return answer
 
     def governance(self) -> tuple[dict[str, bytes], bytes] | None:
-        names = self._ok("/v1/governance/files").json().get("files")
+        index = self._json(self._ok("/v1/governance/files"))
+        names = index.get("files") if isinstance(index, dict) else None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise InputError("audit.governance_invalid", "the governance index is not a list")
         if not names:
@@ -262,11 +278,15 @@ class BundleSource:
         }
         return files, evidence.read_bytes()
 
-    def aggregates(self, day: date) -> list[dict[str, Any]] | None:
+    def aggregates(self, day: date, *, tree_size: int) -> object:
+        """The aggregates exported with the bundle (as of its tree size, whatever is asked)."""
         path = self._path / "aggregates" / f"{day.isoformat()}.json"
         if not path.is_file():
             return None
-        answer = json.loads(path.read_bytes())
+        try:
+            answer = json.loads(path.read_bytes())
+        except ValueError as e:
+            raise InputError("audit.bundle_invalid", f"{path.name}: not JSON") from e
         if not isinstance(answer, list):
             raise InputError("audit.bundle_invalid", f"{path.name}: not a list")
         return answer
@@ -298,7 +318,7 @@ def export_bundle(
         (out / "governance-evidence.json").write_bytes(evidence)
     (out / "aggregates").mkdir(exist_ok=True)
     for day in sorted(set(days)):
-        answer = source.aggregates(day)
+        answer = source.aggregates(day, tree_size=size)
         if answer is not None:
             (out / "aggregates" / f"{day.isoformat()}.json").write_text(
                 json.dumps(answer, indent=1, sort_keys=True)

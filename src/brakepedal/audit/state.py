@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS challenges (
     id INTEGER PRIMARY KEY, device TEXT NOT NULL, sequence INTEGER NOT NULL,
     log_index INTEGER NOT NULL, requested_at TEXT NOT NULL, seed TEXT NOT NULL,
     status TEXT NOT NULL, detail TEXT);
+CREATE TABLE IF NOT EXISTS standing (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, draft TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS findings (
     id TEXT PRIMARY KEY, severity TEXT NOT NULL, first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL, document TEXT NOT NULL, current INTEGER NOT NULL);
@@ -195,6 +197,11 @@ class AuditState:
         ).fetchall()
         return [bytes(row[0]) for row in rows]
 
+    def leaf_hash(self, index: int) -> bytes | None:
+        """The verified leaf hash of entry ``index`` (None: not verified)."""
+        row = self._db.execute("SELECT hash FROM leaves WHERE idx = ?", (index,)).fetchone()
+        return None if row is None else bytes(row[0])
+
     def devices(self) -> dict[str, DeviceRow]:
         rows = self._db.execute("SELECT * FROM devices ORDER BY log_index").fetchall()
         return {row[0]: DeviceRow(*row) for row in rows}
@@ -244,6 +251,11 @@ class AuditState:
             "UPDATE challenges SET status = ?, detail = ? WHERE id = ?", (status, detail, number)
         )
 
+    def standing(self) -> list[dict[str, Any]]:
+        """Findings that stand for good (proofs that the log showed two histories)."""
+        rows = self._db.execute("SELECT draft FROM standing ORDER BY id").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
     def known_findings(self) -> dict[str, tuple[str, str]]:
         """Finding id -> (first seen, last seen)."""
         rows = self._db.execute("SELECT id, first_seen, last_seen FROM findings").fetchall()
@@ -265,6 +277,7 @@ class AuditState:
         verified_size: int,
         findings: Iterable[tuple[str, str, dict[str, Any]]],
         context: dict[str, Any] | None = None,
+        standing: Iterable[dict[str, Any]] = (),
     ) -> None:
         """Everything a run learnt, in one transaction."""
         db = self._db
@@ -303,6 +316,10 @@ class AuditState:
             db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('last_run', ?)",
                 (json.dumps({"at": seen_at, "context": context or {}}, sort_keys=True),),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO standing (draft) VALUES (?)",
+                [(json.dumps(d, sort_keys=True),) for d in standing],
             )
             # The findings of this run replace the last run's as "current"; ids stay stable.
             db.execute("UPDATE findings SET current = 0")

@@ -528,8 +528,10 @@ def create_app(registry: Registry, *, inline_ingest: bool = False) -> FastAPI:  
     # ------------------------------------------------------------------ accounting
 
     @app.get("/v1/accounting/operators", response_model=list[Aggregate])
-    async def aggregates(day: date) -> list[dict[str, Any]]:
-        return await run_in_threadpool(registry.public_aggregates, day)
+    async def aggregates(
+        day: date, tree_size: Annotated[int | None, Query(ge=0, le=2**62)] = None
+    ) -> list[dict[str, Any]]:
+        return await run_in_threadpool(lambda: registry.public_aggregates(day, tree_size=tree_size))
 
     @app.get("/v1/accounting/devices/{device}")
     async def device_usage(

@@ -567,11 +567,13 @@ class Registry:
 
     # ------------------------------------------------------------------ accounting
 
-    def public_aggregates(self, day: date) -> list[dict[str, Any]]:
+    def public_aggregates(self, day: date, *, tree_size: int | None = None) -> list[dict[str, Any]]:
         """Per operator on ``day`` (UTC): devices, reports, busy hours, energy, FLOP bound.
 
         The FLOP bound is the busy-time bound of each device's catalogue peak (dense, any
-        precision): what the attested busy time could at most have computed.
+        precision): what the attested busy time could at most have computed. With
+        ``tree_size``, only reports among the log's first ``tree_size`` entries count: the
+        figures as of a checkpoint, which an auditor recomputes from exactly those entries.
         """
         start = micros(datetime(day.year, day.month, day.day, tzinfo=UTC))
         end = start + _DAY_US
@@ -587,7 +589,11 @@ class Registry:
                     func.sum(reports.c.window_end_us - reports.c.window_start_us),
                 )
                 .join(devices, devices.c.device == reports.c.device)
-                .where(reports.c.window_start_us >= start, reports.c.window_start_us < end)
+                .where(
+                    reports.c.window_start_us >= start,
+                    reports.c.window_start_us < end,
+                    reports.c.log_index < (2**62 if tree_size is None else tree_size),
+                )
                 .group_by(reports.c.operator, devices.c.accelerator)
             ).all()
         totals: dict[str, dict[str, Any]] = defaultdict(

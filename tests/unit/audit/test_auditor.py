@@ -15,7 +15,7 @@ from brakepedal.audit.findings import FindingSet, open_findings
 from brakepedal.audit.source import BundleSource, RegistrySource, export_bundle
 from brakepedal.audit.state import AuditState
 from brakepedal.crypto.keys import generate_ed25519
-from brakepedal.errors import TrustError
+from brakepedal.errors import TransportError, TrustError
 from brakepedal.policy.load import load_preset
 from brakepedal.registry.schema import challenges, cosigned_checkpoints, reports
 from brakepedal.tlog.cosignature import Cosigner
@@ -114,6 +114,14 @@ def test_a_registry_that_rewrites_history_is_caught_by_the_consistency_check(
     # Nothing after the rewrite was read: the new entries are not believed.
     assert result.new_entries == 0
     assert gpu.sequence == 4
+    # The proof stands: a later run, whatever it is served, repeats it and reads nothing.
+    again = world.audit(at=quiet(world))
+    assert "log.inconsistent" in detectors(again)
+    assert again.new_entries == 0
+    standing = next(f for f in again.findings if f.detector == "log.inconsistent")
+    notes = standing.figures["notes"]
+    assert isinstance(notes, list)
+    assert all(str(note).startswith(ORIGIN) for note in notes)  # both signed notes kept
 
 
 def test_an_exported_bundle_audits_offline_to_the_same_result(world: World, tmp_path: Path) -> None:
@@ -236,7 +244,10 @@ def test_a_registry_serving_a_smaller_tree_rolled_back(world: World) -> None:
     size = world.audit(at=quiet(world)).tree_size
     _truncate(world, size - 1)
     result = world.audit(at=quiet(world))
-    assert {"log.rollback", "log.inconsistent"} <= set(detectors(result))
+    # It cannot prove its smaller tree a prefix of the larger one it signed: a refusal, not
+    # proof of a second history (a timeout would read the same).
+    assert {"log.rollback", "registry.answer_invalid"} <= set(detectors(result))
+    assert result.new_entries == 0
 
 
 def test_entries_that_do_not_give_the_checkpoint_root(world: World) -> None:
@@ -249,9 +260,8 @@ def test_entries_that_do_not_give_the_checkpoint_root(world: World) -> None:
     with world.registry.store.engine.begin() as conn:
         conn.execute(update(log_entries).where(log_entries.c.idx == size - 1).values(entry=b"{}"))
     result = world.audit(at=quiet(world))
-    # Nothing beyond the verified prefix is read, so the registry's figures (which count the
-    # new report) are not supported either.
-    assert detectors(result) == ["accounting.mismatch", "log.entries_mismatch"]
+    # Nothing beyond the verified prefix is read; the registry's figures are compared as of it.
+    assert detectors(result) == ["log.entries_mismatch"]
     assert result.new_entries == 0
 
 
@@ -281,3 +291,89 @@ def test_governance_that_does_not_verify_from_the_root(world: World) -> None:
     result = world.audit(at=quiet(world), trusted_root=b"{}", policy=load_preset("pause"))
     (finding,) = [f for f in result.findings if f.detector == "governance.unverifiable"]
     assert finding.key == {"reason": "governance.unpublished"}
+
+
+class _Hostile(RegistrySource):
+    """The registry's answers, except the aggregates, which are ``answer`` (or an error)."""
+
+    def __init__(self, world: World, answer: object) -> None:
+        super().__init__(world.server.url, world.token)
+        self.answer = answer
+
+    def aggregates(self, day: Any, *, tree_size: int) -> object:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "found"),
+    [
+        (TransportError("audit.registry_refused", "HTTP 500"), "registry.answer_invalid"),
+        ([1], "registry.answer_invalid"),
+        ([{"operator": "\ud800"}], "registry.answer_invalid"),
+        ([{"operator": "lab-a"}, {"operator": "lab-a"}], "registry.answer_invalid"),
+        ([{"operator": "lab-a", "devices": 2**60}], "accounting.mismatch"),
+    ],
+    ids=["refused", "not-objects", "surrogate-operator", "operator-twice", "huge-figure"],
+)
+def test_hostile_answers_are_findings_and_the_run_still_commits(
+    world: World, answer: object, found: str
+) -> None:
+    gpu = world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=1)
+    twin = gpu.report(
+        sequence=0,
+        previous="0" * 64,
+        window_start=gpu.start - timedelta(minutes=5),
+        power=300.0,
+        advance=False,
+    )
+    world.registry.store.append([twin])  # a fork the run must not lose
+    state = AuditState(world.state_dir)
+    source = _Hostile(world, answer)
+    try:
+        result = Auditor(world.config(), state).run(source, at=quiet(world))
+        assert signed_ok(result)
+    finally:
+        source.close()
+        state.close()
+    assert {"chain.fork", found} <= set(detectors(result))
+    state = AuditState(world.state_dir)
+    try:  # committed: the next run starts from it
+        assert state.verified_size() == world.registry.store.size()
+        assert {d["detector"] for d, _, _ in state.current_findings()} >= {"chain.fork", found}
+    finally:
+        state.close()
+
+
+def signed_ok(result: Any) -> bool:
+    return (
+        result.signed is not None
+        and open_findings(result.signed, AUDITOR_KEY.public_key)["findings"] is not None
+    )
+
+
+def test_a_challenge_answered_against_an_entry_the_registry_swapped(world: World) -> None:
+    """The registry serves another report at the challenged index, with that report's own
+    minute records: the auditor holds the registry to the leaf it verified."""
+    from tests.unit.registry.conftest import Device  # noqa: PLC0415
+
+    gpu = world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=1)
+    assert world.audit(at=quiet(world)).findings == ()
+    (number,) = _challenge_all(world)
+    index = world.registry.report("gpu-0", 0)[0]
+    other = Device("gpu-0", start=gpu.start - timedelta(minutes=5))  # another key, same name
+    forged = other.report(power=100.0)
+    response = b'{"minutes":[' + b",".join(m.to_bytes() for m in other.last_minutes) + b"]}"
+    with world.registry.engine.begin() as conn:
+        conn.execute(update(log_entries).where(log_entries.c.idx == index).values(entry=forged))
+        conn.execute(
+            update(challenges)
+            .where(challenges.c.id == number)
+            .values(answered_us=1, response=response)
+        )
+    result = world.audit(at=quiet(world))
+    (finding,) = [f for f in result.findings if f.detector == "challenge.mismatch"]
+    assert "audit.entry_changed" in str(finding.figures["detail"])

@@ -38,8 +38,8 @@ class _Memory:
     def entries(self, start: int, end: int) -> list[bytes]:
         return self._entries[start:end]
 
-    def aggregates(self, day: date) -> list[dict[str, Any]] | None:
-        return [{"operator": "x", "day": day.isoformat()}]
+    def aggregates(self, day: date, *, tree_size: int) -> list[dict[str, Any]] | None:
+        return [{"operator": "x", "day": day.isoformat(), "tree_size": tree_size}]
 
     def governance(self) -> None:
         return None
@@ -57,8 +57,9 @@ def test_a_bundle_gives_back_its_entries_and_proves_consistency(
         )
         bundle = BundleSource(out)
         assert bundle.entries(0, len(entries)) == entries
-        assert bundle.aggregates(date(2026, 1, 1)) == [{"operator": "x", "day": "2026-01-01"}]
-        assert bundle.aggregates(date(2026, 1, 2)) is None
+        exported = [{"operator": "x", "day": "2026-01-01", "tree_size": len(entries)}]
+        assert bundle.aggregates(date(2026, 1, 1), tree_size=1) == exported
+        assert bundle.aggregates(date(2026, 1, 2), tree_size=1) is None
         old = data.draw(st.integers(1, len(entries)))
         proof = parse_proof(bundle.consistency_proof(old, len(entries)))
         assert isinstance(proof, ConsistencyProof)
@@ -99,7 +100,7 @@ def _read(path: Path, step: str) -> None:
     elif step == "proof":
         bundle.consistency_proof(1, 2)
     elif step == "aggregates":
-        bundle.aggregates(date(2026, 1, 1))
+        bundle.aggregates(date(2026, 1, 1), tree_size=0)
 
 
 @pytest.mark.parametrize(("files", "step"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
