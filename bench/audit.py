@@ -42,6 +42,7 @@ from ingest import (
 from rich.console import Console
 from rich.table import Table
 
+from brakepedal.accounting.catalogue import default_catalogue
 from brakepedal.audit.auditor import AuditConfig, Auditor, _Reader
 from brakepedal.audit.source import BundleSource, export_bundle
 from brakepedal.audit.state import AuditState
@@ -64,7 +65,7 @@ class _LocalSource:
     def checkpoint(self) -> bytes:
         return self._registry.checkpoint()
 
-    def witnessed_checkpoint(self) -> bytes | None:
+    def witnessed_checkpoint(self, cosignatures: int = 1) -> bytes | None:
         return None
 
     def consistency_proof(self, old: int, new: int) -> bytes:  # pragma: no cover - unused
@@ -144,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         entries, bundle, log_key = _logged(corpus, root, count, console)
-        reader = _Reader({})
+        reader = _Reader({}, default_catalogue())
         started, cpu = time.perf_counter(), time.process_time()
         for index, entry in enumerate(entries):
             reader.read(index, entry)

@@ -297,8 +297,10 @@ class Auditor:
     def _witnessed(
         self, source: EvidenceSource, run: _Run
     ) -> tuple[SignedCheckpoint, tuple[str, ...]] | None:
-        note = source.witnessed_checkpoint()
-        if note is None or not self.config.witnesses:
+        if not self.config.witnesses:
+            return None
+        note = source.witnessed_checkpoint(self.config.witness_threshold)
+        if note is None:
             return None
         opened = self._open(note, run, "witnessed")
         if opened is None:
@@ -432,7 +434,7 @@ class Auditor:
         devices: dict[str, DeviceRow],
         progress: Progress | None,
     ) -> _Reader:
-        reader = _Reader(devices)
+        reader = _Reader(devices, self.config.catalogue)
         kinds: list[str] = []
         for offset, entry in enumerate(entries):
             kinds.append(reader.read(first + offset, entry))
@@ -785,8 +787,9 @@ class _Reader:
     """Reads log entries back: enrolments, reports (verified as the registry verifies them),
     and what does not verify, with its reason."""
 
-    def __init__(self, devices: dict[str, DeviceRow]) -> None:
+    def __init__(self, devices: dict[str, DeviceRow], catalogue: Catalogue) -> None:
         self.devices = devices
+        self.catalogue = catalogue
         self.fresh: dict[str, DeviceRow] = {}
         self.reports: list[ReportRow] = []
         self.snapshots: list[SnapshotRow] = []
@@ -805,6 +808,9 @@ class _Reader:
         try:
             if kind == "enrolment":
                 row = _enrolment_row(entry, index)
+                # An accelerator the catalogue does not know has no bound: it would take the
+                # whole policy down with it (the registry refuses such enrolments too).
+                self.catalogue.get(row.accelerator)
                 if row.device in self.devices or row.device in self.fresh:
                     raise TrustError("audit.enrolled_twice", f"{row.device} enrolled again")
                 self.fresh[row.device] = row

@@ -189,8 +189,13 @@ def _links(device: str, by_sequence: Mapping[int, list[ReportRow]]) -> list[Draf
         row = by_sequence[sequence][0]
         missing = sequence - (expected_first if previous is None else previous.sequence + 1)
         link = GENESIS if previous is None else previous.digest
+        # After a fork the chain may go on from either copy (chain.fork reports the fork).
+        links = (
+            {GENESIS} if previous is None else {r.digest for r in by_sequence[previous.sequence]}
+        )
         forked = len({r.digest for r in by_sequence[sequence]}) > 1  # chain.fork says it
-        if missing > 0 or (missing == 0 and row.previous != link and not forked):
+        linked = any(r.previous in links for r in by_sequence[sequence])
+        if missing > 0 or (missing == 0 and not linked and not forked):
             after = "the start" if previous is None else f"sequence {previous.sequence}"
             drafts.append(
                 Draft(

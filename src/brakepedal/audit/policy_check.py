@@ -119,7 +119,7 @@ def policy_findings(
             Draft(
                 "policy.unevaluable",
                 "the policy can be evaluated over the logged compute",
-                Severity.MEDIUM,
+                Severity.HIGH,
                 f"policy:{policy.id}",
                 f"policy {policy.id} could not be evaluated: {e.reason}",
                 {"policy": str(policy.id), "reason": e.reason},

@@ -55,8 +55,9 @@ class EvidenceSource(Protocol):
         """The newest signed checkpoint note."""
         ...
 
-    def witnessed_checkpoint(self) -> bytes | None:
-        """The newest checkpoint note carrying witnesses' cosignatures, if any."""
+    def witnessed_checkpoint(self, cosignatures: int = 1) -> bytes | None:
+        """The newest checkpoint note carrying at least ``cosignatures`` witness
+        cosignatures, if any."""
         ...
 
     def consistency_proof(self, old: int, new: int) -> bytes:
@@ -129,8 +130,8 @@ class RegistrySource:
     def checkpoint(self) -> bytes:
         return self._ok("/v1/log/checkpoint").content
 
-    def witnessed_checkpoint(self) -> bytes | None:
-        response = self._get("/v1/log/checkpoint/witnessed")
+    def witnessed_checkpoint(self, cosignatures: int = 1) -> bytes | None:
+        response = self._get("/v1/log/checkpoint/witnessed", cosignatures=max(cosignatures, 1))
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -159,7 +160,12 @@ class RegistrySource:
                     "audit.entries_invalid",
                     f"entries {first}..{last}: {len(page)} entries for {last - first}",
                 )
-            out.extend(entry.encode("utf-8") for entry in page)
+            try:
+                out.extend(base64.b64decode(entry, validate=True) for entry in page)
+            except (binascii.Error, ValueError) as e:
+                raise InputError(
+                    "audit.entries_invalid", f"entries {first}..{last}: not base64"
+                ) from e
         return out
 
     def aggregates(self, day: date, *, tree_size: int) -> object:
@@ -245,7 +251,7 @@ class BundleSource:
     def checkpoint(self) -> bytes:
         return (self._path / "checkpoint").read_bytes()
 
-    def witnessed_checkpoint(self) -> bytes | None:
+    def witnessed_checkpoint(self, cosignatures: int = 1) -> bytes | None:
         path = self._path / "witnessed"
         return path.read_bytes() if path.is_file() else None
 
@@ -299,7 +305,7 @@ def export_bundle(
     aggregates of ``days`` from ``source`` into the bundle directory ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoint").write_bytes(checkpoint)
-    witnessed = source.witnessed_checkpoint()
+    witnessed = source.witnessed_checkpoint(1)
     if witnessed is not None:
         (out / "witnessed").write_bytes(witnessed)
     with (out / "entries").open("wb") as handle:

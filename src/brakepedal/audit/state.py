@@ -287,7 +287,8 @@ class AuditState:
             db.executemany(
                 "INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?) ON CONFLICT (size, root) DO "
                 "UPDATE SET witnesses = excluded.witnesses, note = excluded.note "
-                "WHERE length(excluded.witnesses) > length(checkpoints.witnesses)",
+                "WHERE json_array_length(excluded.witnesses) > "
+                "json_array_length(checkpoints.witnesses)",
                 [
                     (c.size, c.root, c.note, json.dumps(list(c.witnesses)), seen_at)
                     for c in checkpoints

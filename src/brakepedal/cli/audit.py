@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
@@ -34,7 +35,9 @@ from brakepedal.errors import InputError
 
 if TYPE_CHECKING:
     from brakepedal.accounting.document import UsageDocument
+    from brakepedal.audit.auditor import AuditResult
     from brakepedal.audit.source import EvidenceSource
+    from brakepedal.crypto.keys import Signer
     from brakepedal.policy.model import Policy
 
 __all__ = ["app"]
@@ -103,7 +106,7 @@ def run_command(
         origin=origin,
         log_key=NoteVerifier.from_vkey(vkey_text(log_key)),
         witnesses=witnesses,
-        witness_threshold=min(witness_threshold, len(witnesses)) if witnesses else 0,
+        witness_threshold=_threshold(witness_threshold, len(witnesses)),
         name=name,
         signer=None if key is None else load_signer(key),
         trusted_root=None
@@ -118,6 +121,7 @@ def run_command(
     console = Console(stderr=True)
     moment = datetime.now(UTC) if at is None else parse_utc_timestamp(at)
     audit_state = AuditState(state)
+    closing = getattr(source, "close", lambda: None)
     try:
         with Progress(
             TextColumn("{task.description}"),
@@ -134,33 +138,22 @@ def run_command(
                 progress.update(tasks[what], completed=done, total=total)
 
             result = Auditor(config, audit_state).run(source, at=moment, progress=advance)
-        if publish and result.signed is not None:
-            assert isinstance(source, RegistrySource)
-            published = source.publish_findings(result.signed)
-            console.print(f"findings published at log index {published}")
+    except BaseException:
+        closing()
+        raise
     finally:
         audit_state.close()
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
-    _print(result, Console())
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "findings.json").write_text(
-            json.dumps(
-                {
-                    "origin": result.origin,
-                    "tree_size": result.tree_size,
-                    "root_hash": result.root_hash.hex(),
-                    "new_findings": list(result.new_findings),
-                    "findings": [f.to_json() for f in result.findings],
-                },
-                indent=1,
-                sort_keys=True,
+    try:
+        _print(result, Console())
+        _write(result, out)
+        if publish and config.signer is not None and result.new_findings:
+            assert isinstance(source, RegistrySource)
+            published = source.publish_findings(_new_set(result, config.name, config.signer))
+            console.print(
+                f"{len(result.new_findings)} new findings published at log index {published}"
             )
-        )
-        if result.signed is not None:
-            (out / "findings.dsse.json").write_bytes(result.signed)
+    finally:
+        closing()
     worst = result.worst()
     if worst is not None and worst.rank >= Severity.HIGH.rank:
         raise typer.Exit(EXIT_VIOLATION)
@@ -263,6 +256,40 @@ def export_command(
     Console().print(f"exported {size} entries to {out}")
 
 
+def _write(result: AuditResult, out: Path | None) -> None:
+    if out is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "findings.json").write_text(
+        json.dumps(
+            {
+                "origin": result.origin,
+                "tree_size": result.tree_size,
+                "root_hash": result.root_hash.hex(),
+                "new_findings": list(result.new_findings),
+                "findings": [f.to_json() for f in result.findings],
+            },
+            indent=1,
+            sort_keys=True,
+        )
+    )
+    if result.signed is not None:
+        (out / "findings.dsse.json").write_bytes(result.signed)
+
+
+def _new_set(result: AuditResult, name: str, signer: Signer) -> bytes:
+    """The findings new since the last run, signed: what ``--publish`` appends (the log keeps
+    every set, so the whole history is there without repeating it each run)."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from brakepedal.audit.findings import FindingSet  # noqa: PLC0415
+
+    new = tuple(f for f in result.findings if f.id in set(result.new_findings))
+    return FindingSet(
+        name, datetime.now(UTC), result.origin, result.tree_size, result.root_hash, new
+    ).sign(signer)
+
+
 def _source(registry: str | None, token: str | None, bundle: Path | None) -> EvidenceSource:
     from brakepedal.audit.source import BundleSource, RegistrySource  # noqa: PLC0415
 
@@ -290,13 +317,22 @@ def _declarations(path: Path) -> UsageDocument:
     return parse_usage_document(data, limits=Limits(max_json_bytes=_MAX_FILE))
 
 
-def _print(result: object, console: Console) -> None:
-    from brakepedal.audit.auditor import AuditResult  # noqa: PLC0415
+def _threshold(asked: int, witnesses: int) -> int:
+    if not witnesses:
+        return 0
+    if not 1 <= asked <= witnesses:
+        raise InputError(
+            "audit.witness_threshold_invalid",
+            f"--witness-threshold {asked} with {witnesses} --witness keys: need 1 to {witnesses}",
+        )
+    return asked
+
+
+def _print(result: AuditResult, console: Console) -> None:
     from brakepedal.audit.findings import severities  # noqa: PLC0415
 
-    assert isinstance(result, AuditResult)
     console.print(
-        f"[bold]{result.origin}[/]: tree size {result.tree_size}"
+        f"[bold]{escape(result.origin)}[/]: tree size {result.tree_size}"
         f" (witnessed {result.witnessed_size if result.witnessed_size is not None else 'none'}),"
         f" {result.new_entries} new entries, {result.devices} devices, {result.reports} reports,"
         f" {result.days_compared} days of published figures compared"
@@ -309,9 +345,9 @@ def _print(result: object, console: Console) -> None:
         new = " [bold]new[/]" if finding.id in result.new_findings else ""
         table.add_row(
             f"[{_STYLE[finding.severity.value]}]{finding.severity.value}[/]",
-            finding.id + new,
-            finding.subject,
-            finding.summary,
+            escape(finding.id) + new,
+            escape(finding.subject),  # names come from the registry: never markup
+            escape(finding.summary),
             ", ".join(str(e.log_index) for e in finding.entries) or "-",
         )
     console.print(table)

@@ -10,6 +10,7 @@ unexpected into a logged ``registry.internal`` 500 that the schemathesis test wo
 
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import json
@@ -376,10 +377,14 @@ def create_app(registry: Registry, *, inline_ingest: bool = False) -> FastAPI:  
         response_class=PlainTextResponse,
         responses={404: {"model": Problem}},
     )
-    async def witnessed_checkpoint() -> Response:
-        note = await run_in_threadpool(registry.witnessed_checkpoint)
+    async def witnessed_checkpoint(
+        cosignatures: Annotated[int, Query(ge=1, le=100)] = 1,
+    ) -> Response:
+        note = await run_in_threadpool(registry.witnessed_checkpoint, cosignatures)
         if note is None:
-            raise InputError("registry.not_found", "no checkpoint has been cosigned yet")
+            raise InputError(
+                "registry.not_found", f"no checkpoint has {cosignatures} cosignatures yet"
+            )
         return Response(note, media_type="text/plain; charset=utf-8")
 
     @app.post(
@@ -436,7 +441,9 @@ def create_app(registry: Registry, *, inline_ingest: bool = False) -> FastAPI:  
         if not start < end <= start + 1000:
             raise InputError("registry.range_invalid", "need start < end <= start + 1000")
         rows = await run_in_threadpool(registry.store.read_entries, start, end)
-        return {"start": start, "entries": [row.decode("utf-8", "replace") for row in rows]}
+        # Base64: entries are bytes (a governance target may be any file), and an auditor
+        # must get back exactly the bytes whose leaf hashes it recomputes.
+        return {"start": start, "entries": [base64.b64encode(row).decode() for row in rows]}
 
     # ------------------------------------------------------------------ challenges
 

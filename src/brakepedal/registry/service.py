@@ -500,18 +500,22 @@ class Registry:
         check_findings_envelope(data)
         return self.store.append([data])
 
-    def witnessed_checkpoint(self) -> bytes | None:
-        """The largest checkpoint with witnesses' cosignatures, as stored (None: none yet).
-
-        Which witnesses signed it, and whether they are enough, is for the reader to check.
+    def witnessed_checkpoint(self, cosignatures: int = 1) -> bytes | None:
+        """The largest stored checkpoint with at least ``cosignatures`` witness cosignatures
+        (None: none has). The registry keeps only cosignature lines that verified under a
+        witness key it was given; which witnesses a reader trusts is the reader's to check.
         """
         with self.engine.connect() as conn:
-            note = conn.execute(
+            notes = conn.execute(
                 select(cosigned_checkpoints.c.note)
                 .order_by(cosigned_checkpoints.c.size.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-        return None if note is None else bytes(note)
+                .limit(1000)
+            ).scalars()
+            for note in notes:
+                # One line is the log's own signature; the others are witnesses'.
+                if len(Note.from_bytes(bytes(note)).signatures) - 1 >= cosignatures:
+                    return bytes(note)
+        return None
 
     def _witnessed_checkpoint(self, needed: int) -> bytes | None:
         """The largest stored checkpoint covering ``needed`` entries that the agreement's

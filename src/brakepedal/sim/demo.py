@@ -35,6 +35,7 @@ them (the declared-versus-attested check, not built yet).
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -398,8 +399,12 @@ def run_demo(workdir: Path, progress: Progress) -> DemoResult:
     witnesses = [Cosigner(f"witness-{i}.demo", generate_ed25519()) for i in range(1, 4)]
     governance = _Governance(log_signer, witnesses, start)
     database = workdir / "registry.sqlite3"
-    for stale in workdir.glob("registry.sqlite3*"):
-        stale.unlink()
+    # A second run starts from nothing: a new log key with the old audit state would read
+    # as a split view, and the old report would pass for the new one.
+    for stale in [*workdir.glob("registry.sqlite3*"), workdir / "findings.dsse.json"]:
+        stale.unlink(missing_ok=True)
+    for folder in (workdir / "audit", workdir / "report"):
+        shutil.rmtree(folder, ignore_errors=True)
     registry = Registry(
         RegistryConfig(
             url=f"sqlite:///{database}",

@@ -4,7 +4,8 @@ An auditor publishes its findings (``brakepedal.audit.findings``) as a DSSE enve
 payload type :data:`FINDINGS_PAYLOAD_TYPE` over canonical JSON with ``format`` =
 :data:`FINDINGS_FORMAT` and ``spec_version`` 1. The registry appends such an envelope to its
 log without judging it (it does not know which auditors to trust: readers do): it checks only
-that the bytes are that envelope, canonical, and signed by the key the payload names.
+that the bytes are that envelope, canonical, with a finding-set payload. Readers verify the
+auditor's signature with the key they trust (``brakepedal.audit.findings.open_findings``).
 """
 
 from __future__ import annotations

@@ -265,15 +265,34 @@ def test_entries_that_do_not_give_the_checkpoint_root(world: World) -> None:
     assert result.new_entries == 0
 
 
+class _Underwitnessed(RegistrySource):
+    """Offers its once-cosigned checkpoint as witnessed, whatever threshold is asked."""
+
+    def witnessed_checkpoint(self, cosignatures: int = 1) -> bytes | None:
+        return super().witnessed_checkpoint(1)
+
+
 def test_a_checkpoint_offered_as_witnessed_without_its_cosignatures(world: World) -> None:
     world.enrol("gpu-0", "lab-a")
     world.report_all(rounds=1)
     world.witness()
     other = Cosigner("witness.test/w2", generate_ed25519())
-    result = world.audit(
-        at=quiet(world), witnesses=(WITNESS.verifier(), other.verifier()), witness_threshold=2
-    )
+    config = world.config(witnesses=(WITNESS.verifier(), other.verifier()), witness_threshold=2)
+    # An honest registry says it has no checkpoint with two cosignatures yet...
+    assert world.audit(at=quiet(world), **_of(config)).findings == ()
+    # ...one that passes off a checkpoint with one is caught.
+    state = AuditState(world.state_dir)
+    source = _Underwitnessed(world.server.url, world.token)
+    try:
+        result = Auditor(config, state).run(source, at=quiet(world))
+    finally:
+        source.close()
+        state.close()
     assert detectors(result) == ["log.witnesses_missing"]
+
+
+def _of(config: Any) -> dict[str, Any]:
+    return {"witnesses": config.witnesses, "witness_threshold": config.witness_threshold}
 
 
 def test_a_checkpoint_not_signed_by_the_log_key_stops_the_audit(world: World) -> None:
@@ -377,3 +396,12 @@ def test_a_challenge_answered_against_an_entry_the_registry_swapped(world: World
     result = world.audit(at=quiet(world))
     (finding,) = [f for f in result.findings if f.detector == "challenge.mismatch"]
     assert "audit.entry_changed" in str(finding.figures["detail"])
+
+
+def test_entries_that_are_not_text_are_read_back_exactly(world: World) -> None:
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=1)
+    world.registry.store.append([b"\xff\xfe\x00 a binary governance target"])
+    result = world.audit(at=quiet(world))
+    assert result.findings == ()
+    assert result.tree_size == world.registry.store.size()

@@ -29,7 +29,7 @@ class _Memory:
     def checkpoint(self) -> bytes:
         return b"checkpoint"
 
-    def witnessed_checkpoint(self) -> bytes | None:
+    def witnessed_checkpoint(self, cosignatures: int = 1) -> bytes | None:
         return None
 
     def consistency_proof(self, old: int, new: int) -> bytes:  # pragma: no cover - unused

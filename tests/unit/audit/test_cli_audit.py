@@ -158,3 +158,13 @@ def test_audit_challenge_opens_a_sample_and_states_its_odds(world: World, tmp_pa
     assert "2 of 4 reports" in result.output
     assert "P(caught) = 1 - (1 - 0.05)^2 = 0.0975" in result.output
     assert result.output.count("challenge ") == 2
+
+
+def test_a_witness_threshold_above_the_witnesses_given_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    code, output = _audit(
+        world, tmp_path, "--registry", world.server.url, "--witness-threshold", "2"
+    )
+    assert code == 2
+    assert "audit.witness_threshold_invalid" in output

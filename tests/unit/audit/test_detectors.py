@@ -8,11 +8,13 @@ would, and the auditor must catch what the registry let through.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 import pytest
 
 from brakepedal.audit.findings import Severity
+from brakepedal.crypto.dsse import parse_envelope
 from brakepedal.crypto.keys import generate_ed25519
 from brakepedal.wire.report_format import GovernanceSeen
 from tests.unit.audit.conftest import World, detectors, quiet
@@ -47,6 +49,10 @@ def test_fork_two_signed_reports_for_one_sequence(world: World) -> None:
     assert forks[0].severity is Severity.CRITICAL
     assert forks[0].key == {"device": "gpu-0", "sequence": 2}
     assert len(forks[0].entries) == 2
+    # The chain goes on from the second copy: a fork, not also a gap.
+    twin_digest = hashlib.sha256(parse_envelope(twin).payload).hexdigest()
+    world.registry.store.append([gpu.report(previous=twin_digest)])
+    assert "chain.gap" not in detectors(world.audit(at=quiet(world)))
 
 
 def test_replay_of_a_logged_report(world: World) -> None:
@@ -250,3 +256,15 @@ def test_a_policy_that_cannot_be_evaluated_is_a_finding_not_a_crash(world: World
     result = world.audit(at=quiet(world), policy=load_preset("pause"), declarations=declarations)
     (finding,) = [f for f in result.findings if f.detector == "policy.unevaluable"]
     assert finding.key["reason"] == "ownership.control_cycle"
+
+
+def test_an_enrolment_of_an_accelerator_nobody_catalogued(world: World) -> None:
+    """A registry that logs a device the catalogue cannot bound: a bad entry (and its reports
+    have no enrolment), not a policy that quietly stops being evaluated."""
+    _honest(world, devices=1, rounds=1)
+    ghost = Device("ghost-0", accelerator="made-up-9000")
+    world.registry.store.append([ghost.enrolment(), ghost.report()])
+    result = world.audit(at=quiet(world))
+    bad = {str(f.figures["reason"]) for f in result.findings if f.detector == "entry.unverifiable"}
+    assert any(reason.startswith("catalogue.") for reason in bad)
+    assert "audit.device_unknown" in bad
