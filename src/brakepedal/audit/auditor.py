@@ -468,6 +468,8 @@ class Auditor:
     def _challenges(self, source: EvidenceSource, at: datetime) -> list[Draft]:
         """Check every open challenge's answer; a draft per mismatch and per late answer."""
         drafts = []
+        # A bundle cannot carry answers: open challenges wait for an audit of the registry.
+        asking = isinstance(source, ChallengeSourceType)
         for opened in self.state.challenges():
             challenge = opened
             if opened.status == "open" and isinstance(source, ChallengeSourceType):
@@ -495,7 +497,7 @@ class Auditor:
                 drafts.append(
                     _challenge_draft(challenge, "challenge.mismatch", Severity.CRITICAL, why)
                 )
-            elif challenge.status == "open" and late:
+            elif challenge.status == "open" and late and asking:
                 why = (
                     f"no answer in {self.config.challenge_deadline} since {challenge.requested_at}"
                 )

@@ -44,14 +44,21 @@ _CRITICAL_REASONS = frozenset({"permit_missing", "prohibited", "pause_order"})
 def usage_windows(
     devices: Mapping[str, DeviceRow], reports: Sequence[ReportRow]
 ) -> tuple[list[UsageWindow], dict[tuple[str, int], int]]:
-    """One window per logged report (first copy of each sequence, no overlaps), and the log
-    index of each window by (device, start in µs)."""
+    """One window per logged report slot (of a fork's copies the busier; of two overlapping
+    windows the earlier: the ledger refuses overlaps), and the log index of each window by
+    (device, start in µs)."""
     windows: list[UsageWindow] = []
     where: dict[tuple[str, int], int] = {}
-    taken: dict[str, int] = {}
-    for row in sorted(reports, key=lambda r: (r.device, r.sequence, r.log_index)):
+    # Of two signed copies of one slot (a fork), the one attesting more busy time counts:
+    # accounting errs toward counting more (ADR 0005); chain.fork reports the fork.
+    chosen: dict[tuple[str, int], ReportRow] = {}
+    for row in reports:
+        held = chosen.get((row.device, row.sequence))
+        if held is None or (row.busy_ms, -row.log_index) > (held.busy_ms, -held.log_index):
+            chosen[(row.device, row.sequence)] = row
+    for row in sorted(chosen.values(), key=lambda r: (r.device, r.sequence)):
         enrolled = devices.get(row.device)
-        if enrolled is None or taken.get(row.device, -1) >= row.sequence:
+        if enrolled is None:
             continue
         last = windows[-1] if windows else None
         if (
@@ -60,7 +67,6 @@ def usage_windows(
             and row.window_start_us < _micros(last.end)
         ):
             continue  # an overlap: chain.overlap reports it, the ledger counts one
-        taken[row.device] = row.sequence
         windows.append(
             UsageWindow(
                 device=DeviceId(row.device),
