@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
@@ -24,6 +25,33 @@ LOG_ORIGIN = "brakepedal.test/log"
 
 #: Opens a store on the fixture's database; every call is a new connection to the same log.
 OpenLogStore = Callable[[], LogStore]
+
+#: Environment variables that GNU readline sets in the C environment when it is imported.
+TERMINAL_SIZE = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist controller: tell each worker the terminal size this process was given.
+
+    pytest imports pdb and so readline, whose start-up ``setenv``s COLUMNS=80 and LINES=24 in
+    the C environment (not in ``os.environ``) when they are unset; the workers inherit them.
+    A worker would then fix the width of the CLI's rich consoles at 80 columns when their
+    modules are imported, while a run without xdist leaves it to be read at print time.
+    """
+    node.workerinput["terminal_size"] = {name: os.environ.get(name) for name in TERMINAL_SIZE}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-xdist worker: the terminal size variables as the controller had them."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    for name, value in workerinput.get("terminal_size", {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,13 @@ from brakepedal.agent.spool import RetryPolicy, Spool
 from brakepedal.agent.telemetry import SimulatedBackend
 from brakepedal.errors import InputError, TransportError
 from brakepedal.registry.service import Registry
-from tests.unit.registry.conftest import ACCELERATOR, Server, make_registry, software_enrolments
+from tests.unit.registry.conftest import (
+    ACCELERATOR,
+    Server,
+    loopback_socket,
+    make_registry,
+    software_enrolments,
+)
 
 START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
 
@@ -92,30 +97,29 @@ def test_agent_runs_delivers_and_answers_challenges(
 
 
 def test_outage_backs_off_then_delivers_everything(tmp_path: Path, sqlite_url: str) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    agent = _agent(tmp_path, f"http://127.0.0.1:{port}")
-    agent.start()
-    agent.wait(1.0)  # the registry is not there: reports pile up in the spool
-    assert agent.stats.unreachable > 0
-    assert agent.deliverer.stats.unreachable > 0
-    spooled, delivered = agent.deliver_spool.counts()
-    assert spooled > 0
-    assert delivered == 0
-    registry = make_registry(sqlite_url)
-    server = Server(registry, port)  # the registry comes up on the address the agent uses
-    try:
-        _enrol(agent)
-        agent.wait(1.5)
-        agent.stop()
-        agent.client.close()
-        spooled, delivered = agent.spool.counts()
-        assert delivered == spooled
-        assert registry.counts()["reports"] == spooled
-    finally:
-        server.stop()
-        registry.close()
+    # The registry's port is held from the start, and refuses connections until it serves.
+    with loopback_socket() as listener:
+        agent = _agent(tmp_path, f"http://127.0.0.1:{listener.getsockname()[1]}")
+        agent.start()
+        agent.wait(1.0)  # the registry is not there: reports pile up in the spool
+        assert agent.stats.unreachable > 0
+        assert agent.deliverer.stats.unreachable > 0
+        spooled, delivered = agent.deliver_spool.counts()
+        assert spooled > 0
+        assert delivered == 0
+        registry = make_registry(sqlite_url)
+        server = Server(registry, listener)  # the registry comes up on the address the agent uses
+        try:
+            _enrol(agent)
+            agent.wait(1.5)
+            agent.stop()
+            agent.client.close()
+            spooled, delivered = agent.spool.counts()
+            assert delivered == spooled
+            assert registry.counts()["reports"] == spooled
+        finally:
+            server.stop()
+            registry.close()
 
 
 def test_deliverer_resends_as_duplicates_and_keeps_rejected(

@@ -56,24 +56,35 @@ def registry(registry_url: str) -> Iterator[Registry]:
     opened.close()
 
 
-class Server:
-    """uvicorn serving a registry on a free loopback port, in a thread of this process."""
+def loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free loopback port and not listening yet.
 
-    def __init__(self, registry: Registry, port: int | None = None) -> None:
-        if port is None:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = int(probe.getsockname()[1])
-        self.port = port
+    Connections to it are refused until a :class:`Server` serves on it, and no other test (nor
+    another pytest-xdist worker) can take the port in between.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class Server:
+    """uvicorn serving a registry on a loopback port, in a thread of this process."""
+
+    def __init__(self, registry: Registry, sock: socket.socket | None = None) -> None:
+        if sock is None:
+            sock = loopback_socket()
+        self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             create_app(registry), host="127.0.0.1", port=self.port, log_level="error"
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not self._server.started:
-            if time.monotonic() > deadline:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.01)
         self.url = f"http://127.0.0.1:{self.port}"
