@@ -29,7 +29,7 @@ from itertools import chain
 from brakepedal.accounting.catalogue import Accelerator, Catalogue
 from brakepedal.accounting.flop import BoundRule, attested_bound
 from brakepedal.accounting.groups import OwnershipGraph
-from brakepedal.accounting.lineage import LineageGraph, RunDeclaration
+from brakepedal.accounting.lineage import UNATTRIBUTED_PREFIX, LineageGraph, RunDeclaration
 from brakepedal.accounting.usage import UsageWindow, Workload
 from brakepedal.errors import InputError
 from brakepedal.model.types import DeviceId, EntityId, Flop, LineageId, RunId, SiteId
@@ -119,9 +119,9 @@ class Modification:
 
 
 def _unattributed(owner: EntityId) -> LineageId:
-    name = f"unattributed:{owner}"
+    name = f"{UNATTRIBUTED_PREFIX}{owner}"
     if len(name) > 128:
-        name = "unattributed:" + hashlib.sha256(owner.encode()).hexdigest()
+        name = UNATTRIBUTED_PREFIX + hashlib.sha256(owner.encode()).hexdigest()
     return LineageId(name)
 
 

@@ -55,6 +55,10 @@ class RunKind(StrEnum):
     OTHER = "other"
 
 
+#: The prefix of the ledger's pseudo-lineages of undeclared work (``unattributed:<group>``).
+UNATTRIBUTED_PREFIX = "unattributed:"
+
+
 @dataclass(frozen=True, slots=True)
 class RunDeclaration:
     """One declared run: whose it is, which jobs it ran as, and which weights it touched."""
@@ -70,6 +74,12 @@ class RunDeclaration:
     jurisdictions: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
+        if str(self.run).startswith(UNATTRIBUTED_PREFIX):
+            # The ledger's pools of undeclared work are named so: a run named like one would
+            # merge with another group's pool.
+            raise InputError(
+                "lineage.reserved_name", f"run {self.run}: {UNATTRIBUTED_PREFIX!r} is reserved"
+            )
         overlap = self.starts_from & self.produces
         if overlap:
             raise InputError(

@@ -224,3 +224,13 @@ def test_windows_outside_1970_to_9000_are_refused(start: datetime) -> None:
             end=start + timedelta(minutes=5),
             busy_seconds=Fraction(1),
         )
+
+
+def test_a_run_may_not_take_the_name_of_a_pool_of_undeclared_work() -> None:
+    from brakepedal.accounting.lineage import RunDeclaration  # noqa: PLC0415
+    from brakepedal.errors import InputError  # noqa: PLC0415
+    from brakepedal.model.types import EntityId, JobId, RunId  # noqa: PLC0415
+
+    with pytest.raises(InputError) as raised:
+        RunDeclaration(RunId("unattributed:lab-b"), EntityId("lab-a"), frozenset({JobId("j")}))
+    assert raised.value.reason == "lineage.reserved_name"
