@@ -899,8 +899,3 @@ def _enrolment_row(entry: bytes, index: int) -> DeviceRow:
 
 def _micros(moment: datetime) -> int:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
-def days_of(reports: Sequence[ReportRow]) -> list[date]:
-    """The UTC days the reports' windows start on."""
-    return sorted({day_of(r.window_start_us) for r in reports})

@@ -173,40 +173,36 @@ class RegistrySource:
             self._ok("/v1/accounting/operators", day=day.isoformat(), tree_size=tree_size)
         )
 
+    def _post_for_int(self, path: str, field: str, reason: str, **body: Any) -> int:
+        """POST ``body`` to ``path``; the integer ``field`` of the answer."""
+        try:
+            response = self._client.post(path, **body)
+        except httpx.HTTPError as e:
+            raise TransportError("audit.unreachable", f"POST {path}: {e}") from e
+        if response.status_code != 200:
+            raise TransportError(
+                "audit.registry_refused",
+                f"POST {path}: HTTP {response.status_code} {response.text[:200]}",
+            )
+        answer = self._json(response)
+        value = answer.get(field) if isinstance(answer, dict) else None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InputError(reason, f"POST {path}: the registry's answer has no {field}")
+        return value
+
     def publish_findings(self, envelope: bytes) -> int:
         """Append a signed finding set to the registry's log; its log index."""
-        try:
-            response = self._client.post("/v1/findings", content=envelope)
-        except httpx.HTTPError as e:
-            raise TransportError("audit.unreachable", f"POST /v1/findings: {e}") from e
-        if response.status_code != 200:
-            raise TransportError(
-                "audit.registry_refused",
-                f"publish findings: HTTP {response.status_code} {response.text[:200]}",
-            )
-        answer = self._json(response)
-        index = answer.get("log_index") if isinstance(answer, dict) else None
-        if not isinstance(index, int) or isinstance(index, bool):
-            raise InputError("audit.publish_invalid", "the registry's answer has no log index")
-        return index
+        return self._post_for_int(
+            "/v1/findings", "log_index", "audit.publish_invalid", content=envelope
+        )
 
     def challenge(self, device: str, sequence: int) -> int:
-        try:
-            response = self._client.post(
-                "/v1/challenges", json={"device": device, "sequence": sequence}
-            )
-        except httpx.HTTPError as e:
-            raise TransportError("audit.unreachable", f"POST /v1/challenges: {e}") from e
-        if response.status_code != 200:
-            raise TransportError(
-                "audit.registry_refused",
-                f"challenge {device}/{sequence}: HTTP {response.status_code} {response.text[:200]}",
-            )
-        answer = self._json(response)
-        number = answer.get("id") if isinstance(answer, dict) else None
-        if not isinstance(number, int) or isinstance(number, bool):
-            raise InputError("audit.challenge_invalid", "the registry's answer has no id")
-        return number
+        return self._post_for_int(
+            "/v1/challenges",
+            "id",
+            "audit.challenge_invalid",
+            json={"device": device, "sequence": sequence},
+        )
 
     def challenge_status(self, number: int) -> dict[str, Any]:
         answer = self._json(self._ok(f"/v1/challenges/{number}"))
