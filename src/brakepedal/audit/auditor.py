@@ -23,6 +23,7 @@ Nothing stops at the first defect: every check adds findings and the run goes on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -897,5 +898,10 @@ def _enrolment_row(entry: bytes, index: int) -> DeviceRow:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _micros(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    # Cached: window boundaries repeat across a fleet (whole minutes).
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -20,7 +20,6 @@ and keys are counted by their canonical fingerprint
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import Sequence
@@ -195,6 +194,8 @@ def _parse_signature(item: object, index: int) -> EnvelopeSignature:
 def _require_fields(
     document: dict[str, Any], allowed: frozenset[str], required: frozenset[str], where: str
 ) -> None:
+    if document.keys() == allowed:  # the common case, one comparison
+        return
     if missing := required - document.keys():
         raise InputError("envelope.field_missing", f"{where} lacks {sorted(missing)}")
     if unknown := document.keys() - allowed:
@@ -206,10 +207,10 @@ def _base64_field(value: object, where: str) -> bytes:
     if not isinstance(value, str) or not value.isascii():
         raise InputError("envelope.base64_invalid", f"{where} is not a base64 string")
     try:
-        decoded = base64.b64decode(value, validate=True)
+        decoded = binascii.a2b_base64(value, strict_mode=True)
     except binascii.Error as e:
         raise InputError("envelope.base64_invalid", f"{where} is not standard base64") from e
-    if base64.b64encode(decoded).decode("ascii") != value:
+    if binascii.b2a_base64(decoded, newline=False) != value.encode("ascii"):
         raise InputError("envelope.base64_invalid", f"{where} is not canonical base64")
     return decoded
 

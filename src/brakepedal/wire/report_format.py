@@ -21,6 +21,7 @@ from brakepedal.model.types import DeviceId, EntityId, JobId, PermitId, SiteId
 from brakepedal.wire._codec import (
     SHA256_HEX,
     Parse,
+    as_is,
     canonical_time,
     check_datetime,
     check_int,
@@ -254,9 +255,7 @@ def _workload(value: object) -> Workload:
     return Workload(value)
 
 
-_SCHEMA: dict[str, Parse] = {
-    f.name: (lambda value: value) for f in fields(UsageReport) if f.name != "kind"
-}
+_SCHEMA: dict[str, Parse] = {f.name: as_is for f in fields(UsageReport) if f.name != "kind"}
 _SCHEMA |= {
     "device": DeviceId,
     "window_start": canonical_time("report"),

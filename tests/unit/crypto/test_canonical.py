@@ -325,6 +325,9 @@ DECLINED = [
     pytest.param(b'{"b":1,"a":1}', id="unsorted"),
     pytest.param(b"[1]", id="not-an-object"),
     pytest.param(b'{"\x00":1}', id="raw-nul"),
+    pytest.param(b'{"a":1e5}', id="exponent"),
+    pytest.param(b'{"a":-0}', id="minus-zero"),
+    pytest.param(b'{"a":12345678901234567890123}', id="beyond-2^64"),
 ]
 
 
@@ -342,5 +345,41 @@ def test_the_fast_path_leaves_non_ascii_to_the_strict_parser() -> None:
 
 
 def test_the_fast_path_takes_canonical_ascii() -> None:
-    data = b'{"a":[1,"\\u000f",null,true],"b":{"c":-9007199254740991}}'
+    data = b'{"a":[1,"x/y",null,true,false],"b":{"c":-900719925474099,"d":[]}}'
     assert canonical._canonical_ascii(data, DEFAULT_LIMITS) == json.loads(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b'{"a":"\\u000f"}', id="escape"),
+        pytest.param(b'{"a":"\\"x"}', id="escaped-quote"),
+        pytest.param(b'{"a":-9007199254740991}', id="sixteen-digits"),
+        pytest.param(b'{"a":"0123456789012345"}', id="sixteen-digits-in-a-string"),
+    ],
+)
+def test_canonical_input_the_fast_path_leaves_is_accepted_by_the_strict_parser(
+    data: bytes,
+) -> None:
+    assert canonical._canonical_ascii(data, DEFAULT_LIMITS) is None
+    assert require_canonical(data) == json.loads(data)
+
+
+_PLAIN_TEXT = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'),
+    max_size=6,
+)
+_PLAIN_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**15) + 1, 10**15 - 1) | _PLAIN_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_PLAIN_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(_PLAIN_TEXT, _PLAIN_JSON, max_size=5))
+def test_the_fast_path_takes_every_canonical_document_without_escapes(
+    document: dict[str, Any],
+) -> None:
+    """So the property above is not met vacuously: what brakepedal writes takes the fast path."""
+    data = rfc8785.dumps(document)
+    assert canonical._canonical_ascii(data, DEFAULT_LIMITS) == document
