@@ -60,11 +60,37 @@ def canonical_json(value: object) -> bytes:
             ``canonical.key_not_string``, ``canonical.type_unsupported``,
             ``canonical.string_invalid`` or ``canonical.too_deep``, naming the path.
     """
+    fast = _canonical_fast(value)
+    if fast is not None:
+        return fast
     _check_encodable(value, "$", 0)
     try:
         return bytes(rfc8785.dumps(cast(Any, value)))
     except rfc8785.CanonicalizationError as e:  # pragma: no cover (the walk above is stricter)
         raise InputError("canonical.invalid", f"cannot canonicalise value: {e}") from e
+
+
+def _canonical_fast(value: object) -> bytes | None:
+    """msgspec's sorted compact encoding of ``value``, when it is RFC 8785's; else None.
+
+    The encoding is read back by :func:`_canonical_ascii`, which accepts only ASCII canonical
+    JSON without escapes, floats or integers beyond 2^53 - 1 (for which msgspec's sorted
+    compact encoding and RFC 8785's are the same bytes), and the document read back must equal
+    ``value``: so nothing msgspec encodes that RFC 8785 would not (a datetime, bytes, a float,
+    a tuple, a non-string key, NaN) slips through. Anything else goes to the walk and
+    ``rfc8785``, which name the defect. ``tests/unit/crypto/test_canonical.py`` checks both
+    give the same bytes.
+    """
+    if not isinstance(value, dict):
+        return None
+    try:
+        data = _ENCODER.encode(value)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return None
+    document = _canonical_ascii(data, DEFAULT_LIMITS)
+    if document is None or document != value:
+        return None
+    return data
 
 
 def _check_encodable(value: object, path: str, depth: int) -> None:
@@ -197,7 +223,8 @@ def _canonical_ascii(data: bytes, limits: Limits) -> dict[str, Any] | None:
       differently by two parsers, and (being ASCII) each string's encoding is its text;
     * without a run of 16 digits, every integer lies within +/-(2^53 - 1) (it has at most
       15 digits); floats stop the parser through its hook; ``NaN``/``Infinity`` are not
-      JSON to msgspec;
+      JSON to msgspec; input with such a run is read by the standard library instead, whose
+      integer hook checks the range (:func:`_canonical_ascii_long_numbers`);
     * re-encoding equal to ``data`` leaves no room for duplicate keys (the parsed object would
       have fewer), whitespace, ``-0`` or unsorted keys; and for ASCII documents without
       escapes, msgspec's sorted compact encoding is RFC 8785's (keys in code-point order,
@@ -211,9 +238,10 @@ def _canonical_ascii(data: bytes, limits: Limits) -> dict[str, Any] | None:
         or not data.isascii()
         or b"\\" in data
         or data.count(b"{") + data.count(b"[") > limits.max_json_depth
-        or _SIXTEEN_DIGITS in data.translate(_DIGITS_ONLY)
     ):
         return None
+    if _SIXTEEN_DIGITS in data.translate(_DIGITS_ONLY):
+        return _canonical_ascii_long_numbers(data)
     try:
         document = _PLAIN_DECODER.decode(data)
     except (msgspec.DecodeError, RecursionError):
@@ -221,6 +249,20 @@ def _canonical_ascii(data: bytes, limits: Limits) -> dict[str, Any] | None:
     if type(document) is not dict or _ENCODER.encode(document) != data:
         return None
     return document
+
+
+def _canonical_ascii_long_numbers(data: bytes) -> dict[str, Any] | None:
+    """:func:`_canonical_ascii` for input with a run of 16 digits or more (a long number, or
+    digits in a string): the standard library's parser, whose integer hook refuses what lies
+    beyond 2^53 - 1, and its sorted compact encoding compared with ``data``."""
+    try:
+        document = loads_plain(data.decode("ascii"))
+    except (NotPlainJSONError, ValueError, RecursionError):
+        return None
+    if type(document) is not dict:
+        return None
+    encoded = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return document if encoded.encode("utf-8", "surrogatepass") == data else None
 
 
 def _refuse_float(token: str) -> NoReturn:

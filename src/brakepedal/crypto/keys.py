@@ -56,6 +56,7 @@ __all__ = [
     "SSlibKey",
     "Signature",
     "Signer",
+    "ed25519_from_seed",
     "ed25519_public_key",
     "generate_ed25519",
     "key_fingerprint",
@@ -100,6 +101,16 @@ def ed25519_public_key(raw: bytes) -> SSlibKey:
 def generate_ed25519() -> CryptoSigner:
     """A fresh Ed25519 signer whose public key's keyid is its fingerprint."""
     private_key = Ed25519PrivateKey.generate()
+    return CryptoSigner(private_key, _public_key_of(private_key))
+
+
+def ed25519_from_seed(seed: bytes) -> CryptoSigner:
+    """The Ed25519 signer whose RFC 8032 private key is ``seed`` (32 bytes).
+
+    For simulations and tests that must be reproducible from a seed; a real key comes from
+    :func:`generate_ed25519` (or hardware), never from a guessable seed.
+    """
+    private_key = Ed25519PrivateKey.from_private_bytes(seed)
     return CryptoSigner(private_key, _public_key_of(private_key))
 
 

@@ -142,12 +142,27 @@ def fold_range(hashes: Sequence[bytes]) -> bytes:
 
 
 def root_from_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
-    """Reference MTH(D[n]) over leaf hashes, as RFC 9162 section 2.1.1 defines it; O(n)."""
+    """MTH(D[n]) over leaf hashes (RFC 9162 section 2.1.1); O(n), level by level.
+
+    Pairing each level left to right and carrying an odd last node up unchanged gives the
+    same root as the RFC's split at the largest power of two below n (the left part is always
+    a perfect subtree, so its pairs never straddle the split); ``tests/unit/tlog`` checks it
+    against the recursive definition (:func:`_subtree_hash`) and the RFC's test vectors.
+    """
     for position, node in enumerate(leaf_hashes):
         _require_hash(f"leaf_hashes[{position}]", node)
     if not leaf_hashes:
         return EMPTY_ROOT
-    return _subtree_hash(leaf_hashes, 0, len(leaf_hashes))
+    level = list(leaf_hashes)
+    sha256, prefix = hashlib.sha256, _NODE_PREFIX
+    while len(level) > 1:
+        paired = [
+            sha256(prefix + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
 
 
 def _subtree_hash(leaf_hashes: Sequence[bytes], start: int, end: int) -> bytes:

@@ -352,10 +352,19 @@ def test_the_fast_path_takes_canonical_ascii() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        pytest.param(b'{"a":"\\u000f"}', id="escape"),
-        pytest.param(b'{"a":"\\"x"}', id="escaped-quote"),
         pytest.param(b'{"a":-9007199254740991}', id="sixteen-digits"),
         pytest.param(b'{"a":"0123456789012345"}', id="sixteen-digits-in-a-string"),
+    ],
+)
+def test_long_digit_runs_take_the_standard_library_path(data: bytes) -> None:
+    assert canonical._canonical_ascii(data, DEFAULT_LIMITS) == json.loads(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b'{"a":"\\u000f"}', id="escape"),
+        pytest.param(b'{"a":"\\"x"}', id="escaped-quote"),
     ],
 )
 def test_canonical_input_the_fast_path_leaves_is_accepted_by_the_strict_parser(
@@ -383,3 +392,43 @@ def test_the_fast_path_takes_every_canonical_document_without_escapes(
     """So the property above is not met vacuously: what brakepedal writes takes the fast path."""
     data = rfc8785.dumps(document)
     assert canonical._canonical_ascii(data, DEFAULT_LIMITS) == document
+
+
+_ANY_VALUE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=6)
+    | st.datetimes()
+    | st.binary(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@given(st.dictionaries(st.text(max_size=4), _ANY_VALUE, max_size=4))
+def test_canonical_json_fast_path_gives_rfc8785_bytes_or_declines(document: dict[str, Any]) -> None:
+    """The msgspec encoding is used only where it is RFC 8785's exact bytes of ``document``;
+    everything else goes to the walk, which accepts or refuses as before."""
+    fast = canonical._canonical_fast(document)
+    try:
+        canonical._check_encodable(document, "$", 0)
+    except InputError:
+        assert fast is None
+        with pytest.raises(InputError):
+            canonical_json(document)
+        return
+    expected = rfc8785.dumps(document)
+    assert canonical_json(document) == expected
+    if fast is not None:
+        assert fast == expected
+
+
+@given(st.dictionaries(_PLAIN_TEXT, _PLAIN_JSON, max_size=5))
+def test_canonical_json_takes_the_fast_path_for_plain_documents(document: dict[str, Any]) -> None:
+    assert canonical._canonical_fast(document) == rfc8785.dumps(document)

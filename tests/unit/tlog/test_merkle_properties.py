@@ -561,3 +561,9 @@ def test_bad_input(
 def test_node_id_leaf_range() -> None:
     assert (NodeId(3, 5).start, NodeId(3, 5).end) == (40, 48)
     assert NodeId(0, 7) < NodeId(1, 0)
+
+
+@given(st.integers(min_value=1, max_value=300))
+def test_the_level_by_level_root_is_the_rfc_recursive_definition(size: int) -> None:
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    assert merkle.root_from_leaf_hashes(leaves) == merkle._subtree_hash(leaves, 0, size)
