@@ -44,7 +44,7 @@ from rich.table import Table
 
 from brakepedal.accounting.catalogue import default_catalogue
 from brakepedal.audit.auditor import AuditConfig, Auditor, _Reader
-from brakepedal.audit.source import BundleSource, export_bundle
+from brakepedal.audit.source import BundleSource, LocalSource, export_bundle
 from brakepedal.audit.state import AuditState
 from brakepedal.crypto.keys import generate_ed25519
 from brakepedal.registry.ingest import IngestLimits
@@ -52,33 +52,6 @@ from brakepedal.registry.service import Registry, RegistryConfig
 from brakepedal.tlog.note import NoteSigner, NoteVerifier
 
 TARGET = 0.8
-
-
-class _LocalSource:
-    """The in-process registry as an evidence source, for the export."""
-
-    name = "registry (in-process)"
-
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
-
-    def checkpoint(self) -> bytes:
-        return self._registry.checkpoint()
-
-    def witnessed_checkpoint(self, cosignatures: int = 1) -> bytes | None:
-        return None
-
-    def consistency_proof(self, old: int, new: int) -> bytes:  # pragma: no cover - unused
-        raise NotImplementedError
-
-    def entries(self, start: int, end: int) -> list[bytes]:
-        return self._registry.store.read_entries(start, end)
-
-    def aggregates(self, day: Any, *, tree_size: int) -> list[dict[str, Any]] | None:
-        return self._registry.public_aggregates(day, tree_size=tree_size)
-
-    def governance(self) -> None:
-        return None
 
 
 def _logged(
@@ -106,7 +79,7 @@ def _logged(
         entries = registry.store.read_entries(0, registry.store.size())
         days = sorted({(datetime.now(UTC) - timedelta(days=d)).date() for d in range(3)})
         bundle = export_bundle(
-            _LocalSource(registry),
+            LocalSource(registry),
             root / "bundle",
             size=len(entries),
             checkpoint=registry.checkpoint(),

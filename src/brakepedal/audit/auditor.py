@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,13 +34,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from brakepedal.accounting.catalogue import Catalogue, default_catalogue
 from brakepedal.accounting.document import UsageDocument
+from brakepedal.accounting.usage import Workload
 from brakepedal.audit import accounting
 from brakepedal.audit.declarations import declaration_findings
 from brakepedal.audit.detectors import Draft, Evidence, Thresholds, day_of, detect
 from brakepedal.audit.findings import EntryEvidence, Finding, FindingSet, Severity
 from brakepedal.audit.policy_check import policy_findings
 from brakepedal.audit.sampling import SamplePlan, plan
-from brakepedal.audit.source import ChallengeSource, EvidenceSource, RegistrySource
+from brakepedal.audit.shipments import shipment_findings
+from brakepedal.audit.source import ChallengeSource, EvidenceSource
 from brakepedal.audit.state import (
     AuditState,
     BadEntry,
@@ -50,6 +52,7 @@ from brakepedal.audit.state import (
     SeenCheckpoint,
     SnapshotRow,
 )
+from brakepedal.audit.workload import training_minutes
 from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.dsse import ParsedEnvelope, parse_envelope
 from brakepedal.crypto.keys import Signer, public_key_from_json, public_key_to_json
@@ -82,9 +85,6 @@ from brakepedal.wire.report_format import parse_report
 
 __all__ = ["AuditConfig", "AuditResult", "Auditor", "open_challenges"]
 
-#: Sources that can open challenges (a registry; a bundle cannot).
-ChallengeSourceType = RegistrySource
-
 _US = 1_000_000
 
 #: Progress callback: (what, done, total).
@@ -113,6 +113,9 @@ class AuditConfig:
     declarations: UsageDocument | None = None
     #: How long a device has to answer a challenge before ``challenge.unanswered``.
     challenge_deadline: timedelta = timedelta(hours=1)
+    #: Accelerators the manufacturers shipped, by entity (``devices.unenrolled``); None: not
+    #: known.
+    shipments: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +210,14 @@ class Auditor:
         evidence = Evidence(
             all_devices, all_reports, all_bad, moment, self.config.catalogue, self.config.thresholds
         )
-        run.drafts += detect(evidence)
+        drafts = detect(evidence)
+        if not run.trusted_entries:
+            # Entries are not read from a log proven to lie: a device's reports missing from
+            # what was read is the registry's doing (log.*), not the device's silence.
+            drafts = [d for d in drafts if d.detector not in _ABSENCE_DETECTORS]
+        run.drafts += drafts
+        if self.config.shipments is not None:
+            run.drafts += shipment_findings(self.config.shipments, all_devices)
         run.drafts += self._challenges(source, moment)
         if self.config.declarations is not None:
             run.drafts += declaration_findings(self.config.declarations, all_reports, all_snapshots)
@@ -470,10 +480,10 @@ class Auditor:
         """Check every open challenge's answer; a draft per mismatch and per late answer."""
         drafts = []
         # A bundle cannot carry answers: open challenges wait for an audit of the registry.
-        asking = isinstance(source, ChallengeSourceType)
+        asking = isinstance(source, ChallengeSource)
         for opened in self.state.challenges():
             challenge = opened
-            if opened.status == "open" and isinstance(source, ChallengeSourceType):
+            if opened.status == "open" and isinstance(source, ChallengeSource):
                 try:
                     status = source.challenge_status(opened.id)
                 except BrakepedalError as e:
@@ -497,6 +507,11 @@ class Auditor:
                 why = "the revealed minute records do not rebuild the report it signed"
                 drafts.append(
                     _challenge_draft(challenge, "challenge.mismatch", Severity.CRITICAL, why)
+                )
+            elif challenge.status == "mislabeled":
+                why = f"the revealed minute records show training: {challenge.detail}"
+                drafts.append(
+                    _challenge_draft(challenge, "challenge.workload_mismatch", Severity.HIGH, why)
                 )
             elif challenge.status == "open" and late and asking:
                 why = (
@@ -662,7 +677,12 @@ def open_challenges(
     opened = []
     for index in sample.chosen:
         report = population[index]
-        number = source.challenge(report.device, report.sequence)
+        try:
+            number = source.challenge(report.device, report.sequence)
+        except BrakepedalError:
+            # The registry will not relay it (a report it logged but does not index, or an
+            # outage); the next run draws again.
+            continue
         opened.append(
             Challenge(
                 number,
@@ -678,6 +698,9 @@ def open_challenges(
     state.add_challenges(opened)
     return sample
 
+
+#: Detectors that read an absence of reports, which a lying log can cause.
+_ABSENCE_DETECTORS = frozenset({"device.silent"})
 
 #: Findings that prove the log showed two histories: kept, re-raised on every later run.
 _PROOFS_OF_FORK = frozenset({"log.split_view", "log.inconsistent"})
@@ -756,6 +779,16 @@ def _check_answer(
         verify_minutes(report, records)
     except BrakepedalError as e:
         return "mismatch", f"{e.reason}: {e.message[:300]}"
+    if report.workload is not Workload.TRAINING:
+        # An exempt or unknown workload whose minutes show a training step loop: the label
+        # hides training from the ledger (brakepedal.audit.workload).
+        training, busy = training_minutes(records)
+        if busy and training * 2 >= busy:
+            return (
+                "mislabeled",
+                f"{training} of {busy} busy minutes look like training; "
+                f"the report says {report.workload.value}",
+            )
     return "verified", None
 
 

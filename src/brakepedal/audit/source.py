@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -38,6 +38,7 @@ __all__ = [
     "BundleSource",
     "ChallengeSource",
     "EvidenceSource",
+    "LocalSource",
     "RegistrySource",
     "export_bundle",
 ]
@@ -78,6 +79,7 @@ class EvidenceSource(Protocol):
         ...
 
 
+@runtime_checkable
 class ChallengeSource(Protocol):
     """A registry the auditor can ask to have a device open a report (bundles cannot)."""
 
@@ -326,3 +328,42 @@ def export_bundle(
                 json.dumps(answer, indent=1, sort_keys=True)
             )
     return out
+
+
+class LocalSource:
+    """A registry in this process, as an evidence and challenge source (the simulator and
+    benchmarks audit it without HTTP; what it serves is checked like any other source)."""
+
+    def __init__(self, registry: Any, *, auditor: str = "auditor") -> None:
+        self._registry = registry
+        self._auditor = auditor
+        self.name = f"registry {registry.config.origin} (in-process)"
+
+    def checkpoint(self) -> bytes:
+        return bytes(self._registry.checkpoint())
+
+    def witnessed_checkpoint(self, cosignatures: int = 1) -> bytes | None:
+        note = self._registry.witnessed_checkpoint(cosignatures)
+        return None if note is None else bytes(note)
+
+    def consistency_proof(self, old: int, new: int) -> bytes:
+        hashes = tuple(self._registry.log.consistency_proof(old, new))
+        return ConsistencyProof(old, new, hashes).to_json()
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        return list(self._registry.store.read_entries(start, end))
+
+    def aggregates(self, day: date, *, tree_size: int) -> object:
+        return self._registry.public_aggregates(day, tree_size=tree_size)
+
+    def governance(self) -> tuple[dict[str, bytes], bytes] | None:
+        files = self._registry.governance_files()
+        if not files:
+            return None
+        return dict(files), bytes(self._registry.governance_evidence())
+
+    def challenge(self, device: str, sequence: int) -> int:
+        return int(self._registry.challenge(device, sequence, by=self._auditor))
+
+    def challenge_status(self, number: int) -> dict[str, Any]:
+        return dict(self._registry.challenge_status(number))

@@ -28,7 +28,14 @@ from brakepedal.errors import InputError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.policy.model import Policy
 
-__all__ = ["load_preset", "parse_policy", "policy_from_mapping", "preset_names"]
+__all__ = [
+    "StrictSafeLoader",
+    "error_path",
+    "load_preset",
+    "parse_policy",
+    "policy_from_mapping",
+    "preset_names",
+]
 
 _PRESETS = "presets"
 
@@ -92,7 +99,7 @@ class _StrictSafeLoader(yaml.SafeLoader):
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.YAMLError(f"aliases are not allowed in policy files{event.start_mark}")
+            raise yaml.YAMLError(f"aliases are not allowed here{event.start_mark}")
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
@@ -100,7 +107,7 @@ class _StrictSafeLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise yaml.constructor.ConstructorError(
-                    None, None, "merge keys are not allowed in policy files", key_node.start_mark
+                    None, None, "merge keys are not allowed here", key_node.start_mark
                 )
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, Hashable):
@@ -119,11 +126,18 @@ def _read_yaml(text: str, name: str) -> object:
         raise InputError("policy.syntax_invalid", f"policy {name}: not valid YAML: {e}") from e
 
 
+#: For other strict YAML readers (scenario files): the same loader and error paths.
+StrictSafeLoader = _StrictSafeLoader
+
+
 def _path(location: tuple[int | str, ...]) -> str:
     text = ""
     for part in location:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+error_path = _path
 
 
 def _input_error(error: ValidationError, name: str) -> InputError:
