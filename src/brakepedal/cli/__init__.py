@@ -32,6 +32,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "estimate": ("estimate", "estimate", "command"),
     "gate": ("gate", "gate", "command"),
     "demo": ("demo", "demo", "command"),
+    "sim": ("sim", "app", "group"),
 }
 
 

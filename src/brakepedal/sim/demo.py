@@ -59,14 +59,9 @@ from brakepedal.audit.report import render_report
 from brakepedal.audit.source import RegistrySource
 from brakepedal.audit.state import AuditState
 from brakepedal.crypto.keys import CryptoSigner, generate_ed25519
-from brakepedal.governance.agreement import Agreement, Party, build_root, build_targets
 from brakepedal.governance.documents import PauseOrder
 from brakepedal.governance.repository import (
     Proposal,
-    propose_document,
-    propose_metadata,
-    propose_role,
-    sign_proposal,
 )
 from brakepedal.governance.view import GovernanceView, LogEvidence
 from brakepedal.model.types import (
@@ -76,11 +71,11 @@ from brakepedal.model.types import (
     JobId,
     LineageId,
     OrderId,
-    SignatoryId,
 )
 from brakepedal.policy.load import load_preset
 from brakepedal.registry.app import create_app
 from brakepedal.registry.service import Registry, RegistryConfig
+from brakepedal.sim.governance import Signatories, SimClock
 from brakepedal.tlog.cosignature import Cosigner
 from brakepedal.tlog.note import Note, NoteSigner
 from brakepedal.wire.enrolment import build_enrolment
@@ -102,16 +97,6 @@ FLEET = {"lab-a": 20, "lab-a-sub": 8, "lab-b": 16, "lab-c": 8}
 
 #: Progress callback: (stage, done, total).
 Progress = Callable[[str, int, int], None]
-
-
-class _Clock:
-    """The world's clock, which the registry reads too."""
-
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def __call__(self) -> datetime:
-        return self.moment
 
 
 @dataclass
@@ -187,49 +172,16 @@ class DemoResult:
     seconds: float
 
 
-class _Governance:
-    """The parties, the permit authority, the registry's operator key and the agreement."""
-
-    def __init__(self, log_signer: NoteSigner, witnesses: list[Cosigner], start: datetime) -> None:
-        self.parties = {f"party-{i}": generate_ed25519() for i in range(1, 8)}
-        self.authority = {f"authority-{i}": generate_ed25519() for i in range(1, 3)}
-        self.operator = generate_ed25519()
-        self.start = start
-        self.agreement = Agreement(
-            parties=tuple(Party(SignatoryId(n), s.public_key) for n, s in self.parties.items()),
-            policy_threshold=6,
-            order_threshold=4,
-            permit_authority=tuple(
-                Party(SignatoryId(n), s.public_key) for n, s in self.authority.items()
-            ),
-            permit_threshold=2,
-            operator_keys=(self.operator.public_key,),
-            witnesses=tuple((w.name, w.verifier().to_vkey()) for w in witnesses),
-            witness_threshold=2,
-            log_origin=ORIGIN,
-            log_vkey=log_signer.verifier().to_vkey(),
-            max_sunset=timedelta(days=180),
-            expires=start + timedelta(days=365),
-        )
-        self.files: dict[str, bytes] = {}
-
-    def sign(self, proposal: Proposal, names: list[str]) -> Proposal:
-        keys = self.parties | self.authority
-        for name in names:
-            proposal = sign_proposal(proposal, keys[name])
-        return proposal
-
-
 @dataclass
 class _World:
     workdir: Path
     progress: Progress
-    clock: _Clock
+    clock: SimClock
     registry: Registry
     http: httpx.Client
     url: str
     witnesses: list[Cosigner]
-    governance: _Governance
+    governance: Signatories
     admin: str
     gpus: dict[str, _Gpu] = field(default_factory=dict)
     posted: int = 0
@@ -265,27 +217,15 @@ class _World:
             self.http.post("/v1/log/cosignatures", content=own).raise_for_status()
 
     def bootstrap(self, at: datetime) -> None:
-        g = self.governance
-        six = [f"party-{i}" for i in range(1, 7)]
-        expires = at + timedelta(days=365)
-        self.publish(g.sign(propose_metadata("root-1", build_root(g.agreement)), six), at)
-        self.publish(g.sign(propose_metadata("targets-1", build_targets(g.agreement)), six), at)
-        self.publish(g.sign(propose_role("policies-1", "policies", expires=expires), six), at)
-        self.publish(g.sign(propose_role("orders-1", "orders", expires=expires), six[:4]), at)
-        authority = list(g.authority)
-        self.publish(g.sign(propose_role("permits-1", "permits", expires=expires), authority), at)
+        for proposal in self.governance.bootstrap_proposals(at):
+            self.publish(proposal, at)
         self.witness(at)
 
     def order(self, order: PauseOrder, signers: list[str], at: datetime) -> None:
-        g = self.governance
-        proposal = propose_document(
-            g.files,
-            str(order.order_id),
-            order.target_path,
-            order.to_bytes(),
-            expires=g.start + timedelta(days=365),
+        proposal = self.governance.document(
+            str(order.order_id), order.target_path, order.to_bytes(), signers
         )
-        self.publish(g.sign(proposal, signers), at)
+        self.publish(proposal, at)
         self.witness(at)
 
     def view(self, at: datetime) -> GovernanceView:
@@ -394,10 +334,10 @@ def run_demo(workdir: Path, progress: Progress) -> DemoResult:
     began = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     start = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-    clock = _Clock(start)
+    clock = SimClock(start)
     log_signer = NoteSigner(ORIGIN, generate_ed25519())
     witnesses = [Cosigner(f"witness-{i}.demo", generate_ed25519()) for i in range(1, 4)]
-    governance = _Governance(log_signer, witnesses, start)
+    governance = Signatories(log_signer, witnesses, start, ORIGIN)
     database = workdir / "registry.sqlite3"
     # A second run starts from nothing: a new log key with the old audit state would read
     # as a split view, and the old report would pass for the new one.
