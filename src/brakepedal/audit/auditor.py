@@ -210,12 +210,7 @@ class Auditor:
         evidence = Evidence(
             all_devices, all_reports, all_bad, moment, self.config.catalogue, self.config.thresholds
         )
-        drafts = detect(evidence)
-        if not run.trusted_entries:
-            # Entries are not read from a log proven to lie: a device's reports missing from
-            # what was read is the registry's doing (log.*), not the device's silence.
-            drafts = [d for d in drafts if d.detector not in _ABSENCE_DETECTORS]
-        run.drafts += drafts
+        run.drafts += _detect(evidence, trusted=run.trusted_entries)
         if self.config.shipments is not None:
             run.drafts += shipment_findings(self.config.shipments, all_devices)
         run.drafts += self._challenges(source, moment)
@@ -697,6 +692,15 @@ def open_challenges(
         )
     state.add_challenges(opened)
     return sample
+
+
+def _detect(evidence: Evidence, *, trusted: bool) -> list[Draft]:
+    """Every detector's drafts. Entries are not read from a log proven to lie: reports
+    missing from what was read are then the registry's doing (``log.*``), not silence."""
+    drafts = detect(evidence)
+    if not trusted:
+        drafts = [d for d in drafts if d.detector not in _ABSENCE_DETECTORS]
+    return drafts
 
 
 #: Detectors that read an absence of reports, which a lying log can cause.

@@ -95,6 +95,9 @@ def run(
     out: Annotated[Path, typer.Option(help="where matrix.json and matrix.png go")] = Path(
         "brakepedal-sim"
     ),
+    http: Annotated[
+        bool, typer.Option(help="serve the registry on loopback; post and audit over HTTP")
+    ] = False,
 ) -> None:
     """Run scenarios and print the detection matrix."""
     from brakepedal.sim.matrix import matrix, plot_matrix, rows_of, write_json  # noqa: PLC0415
@@ -102,7 +105,7 @@ def run(
     console = Console()
     chosen = _scenarios(scenarios)
     with _progress(console) as advance:
-        outcomes = matrix(chosen, list(range(1, seeds + 1)), progress=advance)  # type: ignore[arg-type]
+        outcomes = matrix(chosen, list(range(1, seeds + 1)), progress=advance, http=http)  # type: ignore[arg-type]
     rows = rows_of(outcomes)
     table = Table(title=f"Detection matrix ({len(outcomes)} runs, {seeds} seed(s) each)")
     for column in (

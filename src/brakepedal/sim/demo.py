@@ -36,18 +36,14 @@ them (the declared-versus-attested check, not built yet).
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from brakepedal.accounting.catalogue import default_catalogue
 from brakepedal.accounting.document import UsageDocument
@@ -73,9 +69,8 @@ from brakepedal.model.types import (
     OrderId,
 )
 from brakepedal.policy.load import load_preset
-from brakepedal.registry.app import create_app
 from brakepedal.registry.service import Registry, RegistryConfig
-from brakepedal.sim.governance import Signatories, SimClock
+from brakepedal.sim.governance import Signatories, SimClock, serve_registry
 from brakepedal.tlog.cosignature import Cosigner
 from brakepedal.tlog.note import Note, NoteSigner
 from brakepedal.wire.enrolment import build_enrolment
@@ -306,28 +301,6 @@ def _threshold(peak: int, busy_ms: int) -> int:
     return (alone + group) // 2
 
 
-@contextmanager
-def _served(registry: Registry) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(registry), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the demo registry did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def run_demo(workdir: Path, progress: Progress) -> DemoResult:
     """Run the demo world in ``workdir``; ``progress`` narrates the stages (a stage with a
     total of 0 is an event, others advance to their total)."""
@@ -357,7 +330,7 @@ def run_demo(workdir: Path, progress: Progress) -> DemoResult:
         )
     )
     try:
-        with _served(registry) as url, httpx.Client(base_url=url, timeout=120) as http:
+        with serve_registry(registry) as url, httpx.Client(base_url=url, timeout=120) as http:
             admin = registry.add_credential("demo-admin", "admin")
             world = _World(
                 workdir, progress, clock, registry, http, url, witnesses, governance, admin

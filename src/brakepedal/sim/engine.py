@@ -30,6 +30,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from brakepedal.accounting.catalogue import default_catalogue
 from brakepedal.accounting.document import UsageDocument
 from brakepedal.accounting.groups import Holding
@@ -39,10 +41,10 @@ from brakepedal.agent.gate import JobDeclaration, decide
 from brakepedal.audit.auditor import AuditConfig, Auditor, open_challenges
 from brakepedal.audit.detectors import Thresholds
 from brakepedal.audit.findings import Finding, Severity
-from brakepedal.audit.source import LocalSource
+from brakepedal.audit.source import LocalSource, RegistrySource
 from brakepedal.audit.state import AuditState
 from brakepedal.crypto.keys import CryptoSigner, ed25519_from_seed
-from brakepedal.errors import BrakepedalError
+from brakepedal.errors import BrakepedalError, InputError
 from brakepedal.governance.documents import LiftOrder, PauseOrder, TrainingPermit
 from brakepedal.governance.view import GovernanceView
 from brakepedal.model.types import (
@@ -63,6 +65,7 @@ from brakepedal.sim.governance import (
     ORDER_QUORUM,
     Signatories,
     SimClock,
+    serve_registry,
     view_in_process,
     witness_in_process,
 )
@@ -173,6 +176,7 @@ class Engine:
         seed: int | None = None,
         budget: int | None = None,
         progress: Progress | None = None,
+        http: bool = False,
     ) -> None:
         if seed is not None:
             scenario = scenario.model_copy(update={"seed": seed})
@@ -199,6 +203,15 @@ class Engine:
             e: s for s in self.strategies for e in s.entities if s.actor.strategy != "honest"
         }
         self._split = any(s.split_view for s in self.strategies)
+        if http and self._split:
+            raise InputError(
+                "scenario.http_unsupported",
+                f"scenario {scenario.name}: a split view runs in process only",
+            )
+        #: Over HTTP: reports, enrolments and answers are posted, and the auditor reads the
+        #: registry's API (RegistrySource), as in production.
+        self.http = http
+        self.client: httpx.Client | None = None
         self.tally = _Tally()
         self.runs: dict[str, RunDeclaration] = {}
         self.view: GovernanceView | None = None
@@ -256,13 +269,26 @@ class Engine:
         # auditors; the witnesses cosign the true one.
         self.shown = self._registry("shown") if self._split else None
         self.state = AuditState(self.workdir / "audit")
-        self.source: LocalSource = (
+        self.source: LocalSource | RegistrySource = (
             LocalSource(self.registry, auditor="sim-auditor")
             if self.shown is None
             else _SplitView(self.shown, self.registry)
         )
         try:
-            return self._run(began)
+            if not self.http:
+                return self._run(began)
+            with (
+                serve_registry(self.registry) as url,
+                httpx.Client(base_url=url, timeout=300) as client,
+            ):
+                self.client = client
+                token = self.registry.add_credential("sim-auditor", "auditor")
+                remote = RegistrySource(url, token, timeout=300)
+                self.source = remote
+                try:
+                    return self._run(began)
+                finally:
+                    remote.close()
         finally:
             self.state.close()
             self.registry.close()
@@ -304,7 +330,10 @@ class Engine:
                 chain=(),
                 at=self.scenario.start,
             )
-            self.registry.enrol(envelope)
+            if self.client is not None:
+                self.client.post("/v1/devices", content=envelope).raise_for_status()
+            else:
+                self.registry.enrol(envelope)
             if self.shown is not None:
                 self.shown.enrol(envelope)
 
@@ -479,7 +508,7 @@ class Engine:
                     envelopes, [partial(s.shown, device, start, work) for s in self.strategies]
                 )
         self.clock.moment = start + self.scenario.window + timedelta(seconds=30)
-        for result in true_log.deliver(self.registry):
+        for result in true_log.deliver(self.registry, self.client):
             if result.status not in {"accepted", "duplicate"}:
                 self.refusals.append(
                     (self.clock.moment, result.device or "?", result.reason or result.status)
@@ -717,10 +746,13 @@ class Engine:
                 continue
             moment, runs, _ = device.signed[challenge.sequence]
             shapes = decode_runs(runs)
+            leaves = minute_leaves(device.id, moment, shapes)
+            if self.client is not None:
+                body = b'{"minutes":[' + b",".join(leaves) + b"]}"
+                self.client.post(f"/v1/challenges/{challenge.id}/answer", content=body)
+                continue  # a refused answer leaves the challenge open
             try:
-                (self.shown or self.registry).answer_challenge(
-                    challenge.id, minute_leaves(device.id, moment, shapes)
-                )
+                (self.shown or self.registry).answer_challenge(challenge.id, leaves)
             except BrakepedalError:
                 continue  # an answer the registry refuses leaves the challenge open
 
@@ -847,11 +879,28 @@ class _Delivery:
         elif verdict == "append":
             self.appended += envelopes
 
-    def deliver(self, registry: Registry) -> list[ItemResult]:
+    def deliver(self, registry: Registry, client: httpx.Client | None = None) -> list[ItemResult]:
+        """Post the batch (over HTTP when ``client`` is given) and append the rest behind the
+        API; what became of each posted report."""
         results: list[ItemResult] = []
         for i in range(0, len(self.batch), BATCH):
             body = b'{"reports":[' + b",".join(self.batch[i : i + BATCH]) + b"]}"
-            results += registry.ingest_body(body)
+            if client is None:
+                results += registry.ingest_body(body)
+                continue
+            answer = client.post("/v1/reports", content=body)
+            answer.raise_for_status()
+            results += [
+                ItemResult(
+                    index=item["index"],
+                    status=item["status"],
+                    device=item.get("device"),
+                    sequence=item.get("sequence"),
+                    log_index=item.get("log_index"),
+                    reason=item.get("reason"),
+                )
+                for item in answer.json()["results"]
+            ]
         if self.appended:
             registry.store.append(self.appended)
         return results
@@ -877,10 +926,15 @@ def run_scenario(
     budget: int | None = None,
     workdir: Path | None = None,
     progress: Progress | None = None,
+    http: bool = False,
 ) -> Outcome:
     """Run ``scenario`` (with ``seed`` and challenge ``budget`` if given) in ``workdir`` (a
     temporary directory if None)."""
     if workdir is not None:
-        return Engine(scenario, workdir, seed=seed, budget=budget, progress=progress).run()
+        return Engine(
+            scenario, workdir, seed=seed, budget=budget, progress=progress, http=http
+        ).run()
     with tempfile.TemporaryDirectory(prefix="brakepedal-sim-") as directory:
-        return Engine(scenario, Path(directory), seed=seed, budget=budget, progress=progress).run()
+        return Engine(
+            scenario, Path(directory), seed=seed, budget=budget, progress=progress, http=http
+        ).run()

@@ -5,8 +5,14 @@ in-process registry with its witnesses cosigning (what the demo does over HTTP).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+
+import uvicorn
 
 from brakepedal.crypto.keys import CryptoSigner, generate_ed25519
 from brakepedal.governance.agreement import Agreement, Party, build_root, build_targets
@@ -19,6 +25,7 @@ from brakepedal.governance.repository import (
 )
 from brakepedal.governance.view import GovernanceView, LogEvidence
 from brakepedal.model.types import SignatoryId
+from brakepedal.registry.app import create_app
 from brakepedal.registry.service import Registry
 from brakepedal.tlog.cosignature import Cosigner
 from brakepedal.tlog.note import Note, NoteSigner
@@ -28,9 +35,36 @@ __all__ = [
     "Signatories",
     "SimClock",
     "publish_in_process",
+    "serve_registry",
     "view_in_process",
     "witness_in_process",
 ]
+
+
+@contextmanager
+def serve_registry(registry: Registry) -> Iterator[str]:
+    """Serve ``registry`` over HTTP on loopback (uvicorn, in a thread) while in the block; its
+    base URL. The socket is bound before the server starts, so the port cannot be taken in
+    between."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(registry), host="127.0.0.1", port=port, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    try:
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the simulated registry did not start")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
 
 
 class SimClock:

@@ -51,13 +51,14 @@ def matrix(
     seeds: Sequence[int],
     *,
     progress: Progress | None = None,
+    http: bool = False,
 ) -> list[Outcome]:
-    """Every scenario under every seed."""
+    """Every scenario under every seed (``http``: through the registry's HTTP API)."""
     outcomes = []
     total = len(scenarios) * len(seeds)
     for i, scenario in enumerate(scenarios):
         for j, seed in enumerate(seeds):
-            outcomes.append(run_scenario(scenario, seed=seed))
+            outcomes.append(run_scenario(scenario, seed=seed, http=http))
             if progress is not None:
                 progress("scenario runs", i * len(seeds) + j + 1, total)
     return outcomes

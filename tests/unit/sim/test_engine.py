@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from brakepedal.errors import InputError
 from brakepedal.sim.engine import run_scenario
 from brakepedal.sim.scenario import catalogue_names, load_catalogue_scenario
 
@@ -68,3 +69,24 @@ def test_catalogue_scenario(name: str, tmp_path: Path) -> None:
         assert actor.caught.by in detectors, actor.caught
         assert actor.hours_to_finding is not None
         assert actor.hours_to_finding < 48
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "budget"), [("go-dark", None), ("throttle-as-inference", 30)])
+def test_over_http_the_outcome_is_the_same(name: str, budget: int | None, tmp_path: Path) -> None:
+    """The registry served on loopback: enrolments, reports and challenge answers posted, the
+    auditor reading the API (RegistrySource), as in production."""
+    scenario = load_catalogue_scenario(name)
+    local = run_scenario(scenario, budget=budget, workdir=tmp_path / "local")
+    remote = run_scenario(scenario, budget=budget, workdir=tmp_path / "http", http=True)
+    assert [(f["at"], f["detector"], f["subject"]) for f in remote.findings] == [
+        (f["at"], f["detector"], f["subject"]) for f in local.findings
+    ]
+    assert [a.caught for a in remote.actors] == [a.caught for a in local.actors]
+    assert remote.reports == local.reports
+
+
+def test_a_split_view_runs_in_process_only() -> None:
+    with pytest.raises(InputError) as error:
+        run_scenario(load_catalogue_scenario("registry-split-view"), http=True)
+    assert error.value.reason == "scenario.http_unsupported"
