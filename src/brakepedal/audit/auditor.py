@@ -211,7 +211,8 @@ class Auditor:
             all_devices, all_reports, all_bad, moment, self.config.catalogue, self.config.thresholds
         )
         run.drafts += _detect(evidence, trusted=run.trusted_entries)
-        if self.config.shipments is not None:
+        if self.config.shipments is not None and run.trusted_entries:
+            # Enrolments in entries not read (a lying log) would read as missing devices.
             run.drafts += shipment_findings(self.config.shipments, all_devices)
         run.drafts += self._challenges(source, moment)
         if self.config.declarations is not None:
@@ -703,8 +704,12 @@ def _detect(evidence: Evidence, *, trusted: bool) -> list[Draft]:
     return drafts
 
 
-#: Detectors that read an absence of reports, which a lying log can cause.
+#: Detectors that read an absence of reports or enrolments, which a lying log can cause.
 _ABSENCE_DETECTORS = frozenset({"device.silent"})
+
+#: Workload labels a policy may exempt from the ledger (``accounting.ledger`` refuses to
+#: exempt training or unknown).
+_EXEMPTABLE = frozenset({Workload.INFERENCE})
 
 #: Findings that prove the log showed two histories: kept, re-raised on every later run.
 _PROOFS_OF_FORK = frozenset({"log.split_view", "log.inconsistent"})
@@ -783,9 +788,10 @@ def _check_answer(
         verify_minutes(report, records)
     except BrakepedalError as e:
         return "mismatch", f"{e.reason}: {e.message[:300]}"
-    if report.workload is not Workload.TRAINING:
-        # An exempt or unknown workload whose minutes show a training step loop: the label
-        # hides training from the ledger (brakepedal.audit.workload).
+    if report.workload in _EXEMPTABLE:
+        # A label a policy may exempt (inference) on minutes that show a training step loop:
+        # the label would hide training from the ledger (brakepedal.audit.workload). Unknown
+        # counts as training already, so it hides nothing.
         training, busy = training_minutes(records)
         if busy and training * 2 >= busy:
             return (

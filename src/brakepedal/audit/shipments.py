@@ -2,10 +2,11 @@
 
 A device that never runs the agent never reports, so nothing in the log shows it. What can
 show it is the manufacturers' record of shipments (how many accelerators went to each
-entity): an entity, or its ownership group, with fewer enrolled devices than were shipped to it
-is running hardware the registry cannot see, or resold it. The shipment counts are an input the
-auditor trusts (``AuditConfig.shipments``), as it would trust a manufacturer's signed export
-record; the finding cites the enrolments it counted.
+entity): an entity with fewer devices enrolled under its name than were shipped to it is
+running hardware the registry cannot see, or passed it on (to a subsidiary that enrolled it
+under its own name, which the shipment record would then have to say). The shipment counts
+are an input the auditor trusts (``AuditConfig.shipments``), as it would trust a
+manufacturer's signed export record; the finding cites the enrolments it counted.
 """
 
 from __future__ import annotations

@@ -73,15 +73,16 @@ def canonical_json(value: object) -> bytes:
 def _canonical_fast(value: object) -> bytes | None:
     """msgspec's sorted compact encoding of ``value``, when it is RFC 8785's; else None.
 
-    The encoding is read back by :func:`_canonical_ascii`, which accepts only ASCII canonical
-    JSON without escapes, floats or integers beyond 2^53 - 1 (for which msgspec's sorted
-    compact encoding and RFC 8785's are the same bytes), and the document read back must equal
+    ``value`` must be made of exactly dict, list, str, int, bool and None (:func:`_plain`), the
+    encoding is read back by :func:`_canonical_ascii`, which accepts only ASCII canonical JSON
+    without escapes, floats or integers beyond 2^53 - 1 (for which msgspec's sorted compact
+    encoding and RFC 8785's are the same bytes), and the document read back must equal
     ``value``: so nothing msgspec encodes that RFC 8785 would not (a datetime, bytes, a float,
-    a tuple, a non-string key, NaN) slips through. Anything else goes to the walk and
+    a tuple, a dataclass, a non-string key, NaN) slips through. Anything else goes to the walk and
     ``rfc8785``, which name the defect. ``tests/unit/crypto/test_canonical.py`` checks both
     give the same bytes.
     """
-    if not isinstance(value, dict):
+    if not _plain(value):
         return None
     try:
         data = _ENCODER.encode(value)
@@ -91,6 +92,26 @@ def _canonical_fast(value: object) -> bytes | None:
     if document is None or document != value:
         return None
     return data
+
+
+def _plain(value: object, depth: int = 0) -> bool:
+    """Whether ``value`` is made of exactly dict, list, str, int, bool and None (``dict`` at
+    the top): what msgspec and RFC 8785 encode alike. A dataclass, a datetime or a value whose
+    ``__eq__`` says yes to anything is not (msgspec would encode it; RFC 8785 refuses)."""
+    kind = type(value)
+    if depth == 0 and kind is not dict:
+        return False
+    if kind is dict:
+        return depth < _MAX_ENCODE_DEPTH and all(
+            type(key) is str and _plain(item, depth + 1)
+            for key, item in value.items()  # type: ignore[attr-defined]
+        )
+    if kind is list:
+        return depth < _MAX_ENCODE_DEPTH and all(
+            _plain(item, depth + 1)
+            for item in value  # type: ignore[attr-defined]
+        )
+    return value is None or kind is bool or kind is int or isinstance(value, str)
 
 
 def _check_encodable(value: object, path: str, depth: int) -> None:

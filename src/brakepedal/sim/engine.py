@@ -118,12 +118,13 @@ class ActorOutcome:
 
     @property
     def hours_to_finding(self) -> float | None:
-        """From the threshold crossing (policy strategies) or the first act, to the first
-        finding; None when not caught."""
+        """From the first act, or for policy strategies the later of it and the moment the
+        group's compute crossed the order's threshold, to the first finding (negative: found
+        before the crossing); None when not caught."""
         if self.caught is None or self.defected_at is None:
             return None
-        since = self.crossed_at or self.defected_at
-        return max(0.0, (self.caught.at - since).total_seconds() / 3600)
+        since = max(self.crossed_at or self.defected_at, self.defected_at)
+        return (self.caught.at - since).total_seconds() / 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +162,10 @@ class _Tally:
     """Ground truth the engine keeps: compute by lineage, group and permit."""
 
     lineage_flop: dict[str, int] = field(default_factory=dict)
-    hidden_flop: dict[str, int] = field(default_factory=dict)
+    group_flop: dict[str, int] = field(default_factory=dict)
     permit_flop: dict[str, int] = field(default_factory=dict)
+    #: When each group's training compute first reached a published order's threshold.
+    crossed: dict[str, datetime] = field(default_factory=dict)
 
 
 class Engine:
@@ -181,6 +184,8 @@ class Engine:
         if seed is not None:
             scenario = scenario.model_copy(update={"seed": seed})
         if budget is not None:
+            if budget < 0:
+                raise InputError("sim.budget_invalid", f"a challenge budget of {budget}")
             scenario = scenario.model_copy(
                 update={"audit": scenario.audit.model_copy(update={"budget": budget})}
             )
@@ -217,9 +222,10 @@ class Engine:
         self.view: GovernanceView | None = None
         self._published: set[str] = set()
         self._leads: dict[str, str] = {}
-        self._gate_cache: dict[tuple[str, datetime], tuple[bool, str | None]] = {}
+        self._gate_cache: dict[tuple[str, str, datetime], tuple[bool, str | None]] = {}
         self._snapshots: dict[tuple[str, int], str] = {}
         self._first_sent: dict[str, bytes] = {}
+        self._thresholds: list[int] = []
         #: Reports whose label hides training (device, sequence): what sampling should find.
         self.falsified: set[tuple[str, int]] = set()
         #: Per challenge round: (population, falsified in it, falsified drawn, drawn).
@@ -373,6 +379,7 @@ class Engine:
                 reason=f"simulated pause {order.id}",
             )
             self._publish(order.id, document.target_path, document.to_bytes(), parties, at)
+            self._thresholds.append(int(document.threshold_flop.value))
             changed = True
         for serial, permit in enumerate(s.governance.permits, start=1):
             if permit.id in self._published or s.at(permit.at_hour) > at:
@@ -436,19 +443,25 @@ class Engine:
 
     def _gate(self, device: Device, work: Work, start: datetime) -> tuple[bool, str | None]:
         """Whether the job may train in this window, and the permit that covers it."""
-        key = (work.lineage or work.job or "", start)
+        lineage = work.lineage or work.job or "unknown"
+        expected = self._remaining(work, start)
+        for strategy in self.strategies:
+            told = strategy.gate_view(device, start, work)
+            if told is not None:
+                lineage, expected = told[0], self.threshold(told[1])
+        group = self.world.root(device.entity)
+        key = (group, lineage, start)
         cached = self._gate_cache.get(key)
         if cached is not None:
             return cached
-        lineage = work.lineage or work.job or "unknown"
         decision = decide(
             JobDeclaration(
                 job=JobId(work.job or "unknown"),
-                owner_group=EntityId(self.world.root(device.entity)),
+                owner_group=EntityId(group),
                 workload=Workload.TRAINING,
                 jurisdictions=JURISDICTIONS,
                 lineage=LineageId(self._lineage_id(lineage)),
-                expected_flop=Flop(self._remaining(work, start)),
+                expected_flop=Flop(expected),
                 lineage_flop=Flop(self.tally.lineage_flop.get(lineage, 0)),
             ),
             at=start,
@@ -461,13 +474,18 @@ class Engine:
         self._gate_cache[key] = result
         return result
 
+    def workload_devices(self, name: str) -> int:
+        """How many devices workload ``name`` runs on."""
+        spec = self.workload(name)
+        return spec.devices or self.world.clusters[spec.cluster].devices - spec.first
+
     def _remaining(self, work: Work, start: datetime) -> int:
         """What the job declares it will still compute: its devices at their peak to the end
         of its planned span."""
         if work.workload is None:
             return 0
         spec = self.workload(work.workload)
-        devices = spec.devices or self.world.clusters[spec.cluster].devices - spec.first
+        devices = self.workload_devices(spec.id)
         end = spec.start_hour + (spec.hours if spec.hours is not None else self.scenario.hours)
         hours = max(0.0, end - (start - self.scenario.start).total_seconds() / 3600)
         return self.threshold(devices * hours)
@@ -494,7 +512,7 @@ class Engine:
         shown_log = _Delivery()
         for device in self.world.devices:
             work = self._work(device, start)
-            self._count(device, work)
+            self._count(device, work, start)
             if not device.enrolled:
                 continue
             envelopes = [self._report(device, start, work)]
@@ -533,7 +551,7 @@ class Engine:
             work = strategy.work(device, start, work)
         return work
 
-    def _count(self, device: Device, work: Work) -> None:
+    def _count(self, device: Device, work: Work, start: datetime) -> None:
         if not work.training:
             return
         busy = sum(minute_shape(s).busy_ms for s in work.real if s.kind != "idle")
@@ -544,13 +562,19 @@ class Engine:
         if work.permit is not None:
             t.permit_flop[work.permit] = t.permit_flop.get(work.permit, 0) + flop
         group = self.world.root(device.entity)
-        t.hidden_flop[group] = t.hidden_flop.get(group, 0) + flop
+        t.group_flop[group] = t.group_flop.get(group, 0) + flop
+        if (
+            group not in t.crossed
+            and self._thresholds
+            and t.group_flop[group] >= min(self._thresholds)
+        ):
+            t.crossed[group] = start + self.scenario.window
 
     def _report(self, device: Device, start: datetime, work: Work) -> bytes:
         moment = start + device.clock
         digest, envelope = self._sign(device, device.sequence, device.previous, moment, work)
         device.signed[device.sequence] = (moment, encode_runs(work.shapes), device.previous)
-        if work.label is not Workload.TRAINING and work.training:
+        if work.label is Workload.INFERENCE and work.training:
             self.falsified.add((device.id, device.sequence))
         device.sequence += 1
         device.previous = digest
@@ -708,21 +732,22 @@ class Engine:
                 for r in self.state.reports()
                 if r.log_index < size and (r.device, r.sequence) not in asked
             ]
-            plan = open_challenges(
+            open_challenges(
                 self.state,
                 self.source,
                 budget=budget,
                 fraction=self.scenario.audit.fraction,
                 at=at,
             )
-            self.challenges += len(plan.chosen)
+            # What was opened (a draw the registry would not relay is not).
             opened = {(c.device, c.sequence) for c in self.state.challenges()} - asked
+            self.challenges += len(opened)
             self.rounds.append(
                 (
                     len(population),
                     sum(key in self.falsified for key in population),
                     sum(key in self.falsified for key in opened),
-                    len(plan.chosen),
+                    len(opened),
                 )
             )
 
@@ -742,7 +767,7 @@ class Engine:
             device = self.world.by_id.get(challenge.device)
             if device is None or challenge.sequence not in device.signed:
                 continue
-            if not all(s.answers(device) for s in self.strategies):
+            if not all(s.answers(device, self.clock.moment) for s in self.strategies):
                 continue
             moment, runs, _ = device.signed[challenge.sequence]
             shapes = decode_runs(runs)
@@ -801,14 +826,17 @@ class Engine:
         for strategy in self.strategies:
             caught: Caught | None = None
             detectors: list[str] = []
+            # Only what came after the first act is a sign of it.
+            since = strategy.defected_at
+            defecting = strategy.actor.strategy != "honest" and since is not None
             for at, finding in found:
                 if strategy.entities & self.concerns(finding):
                     detectors.append(finding.detector)
-                    if caught is None and strategy.actor.strategy != "honest":
+                    if defecting and caught is None and since is not None and at >= since:
                         caught = Caught(at, finding.detector, finding.severity.value)
             for at, device, reason in self.refusals:
                 owner = self.world.by_id[device].entity if device in self.world.by_id else None
-                if owner in strategy.entities and strategy.actor.strategy != "honest":
+                if owner in strategy.entities and defecting and since is not None and at >= since:
                     detectors.append(f"refused:{reason}")
                     if caught is None or at < caught.at:
                         caught = Caught(at, f"refused:{reason}", "refused")
@@ -859,9 +887,13 @@ class Engine:
         )
 
     def _crossed(self, strategy: Strategy) -> datetime | None:
+        """When the actor's group's training compute first reached the smallest threshold of
+        the orders published by then (policy strategies only)."""
         if not strategy.threshold_based or strategy.defected_at is None:
             return None
-        return strategy.defected_at
+        groups = {self.world.root(e) for e in strategy.entities if e in self.world.entities}
+        moments = [self.tally.crossed[g] for g in groups if g in self.tally.crossed]
+        return min(moments, default=None)
 
 
 @dataclass

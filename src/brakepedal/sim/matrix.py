@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from brakepedal.audit.sampling import catch_probability
+from brakepedal.errors import InputError
 from brakepedal.sim.engine import ActorOutcome, Outcome, run_scenario
 from brakepedal.sim.scenario import Scenario
 
@@ -106,11 +107,15 @@ class SweepPoint:
 
     @property
     def measured(self) -> float:
-        return self.caught / self.trials
+        """The share of runs whose draw caught a falsified report (0 with no runs)."""
+        return self.caught / self.trials if self.trials else 0.0
 
     @property
     def error(self) -> float:
-        """Two standard errors of the measured proportion (binomial, with the expected p)."""
+        """Two standard errors of the measured proportion (binomial, with the expected p);
+        1 with no runs."""
+        if not self.trials:
+            return 1.0
         p = self.expected
         return 2 * math.sqrt(max(p * (1 - p), 1e-12) / self.trials)
 
@@ -125,6 +130,8 @@ def sweep(
     """For each budget s and seed: run ``scenario`` and take its first challenge round whose
     population held falsified reports (a fraction f of it); caught when the draw took one.
     Beside it, the planner's 1 - (1 - f)^s, averaged over the runs' f."""
+    if not budgets or any(b < 1 for b in budgets):
+        raise InputError("sim.budget_invalid", f"budgets must be 1 or more, got {list(budgets)}")
     points = []
     total = len(budgets) * len(seeds)
     done = 0

@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
+from brakepedal.accounting.catalogue import default_catalogue
 from brakepedal.errors import InputError
 from brakepedal.policy.load import StrictSafeLoader, error_path
 
@@ -112,7 +113,7 @@ class OrderEvent(_Model):
 
     id: Name
     at_hour: Hours
-    threshold_device_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    threshold_device_hours: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
     grace_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 10
     sunset_days: Annotated[int, Field(ge=1, le=180)] = 30
 
@@ -125,7 +126,7 @@ class PermitEvent(_Model):
     order: Name
     owner_group: Name
     lineage: Name
-    budget_device_hours: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    budget_device_hours: Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
     valid_hours: Annotated[float, Field(gt=0, le=366 * 24, allow_inf_nan=False)]
 
 
@@ -187,6 +188,8 @@ class Scenario(_Model):
         value = value.astimezone(UTC)
         if value.minute or value.second or value.microsecond:
             raise ValueError("start must be a whole hour")
+        if not 1971 <= value.year <= 9000:
+            raise ValueError("start must lie between 1971 and 9000")
         return value
 
     @property
@@ -290,6 +293,8 @@ def _check_references(s: Scenario, name: str) -> None:
     events = [o.id for o in g.orders] + [p.id for p in g.permits] + [lf.id for lf in g.lifts]
     _unique(name, "governance", events)
     for i, entity in enumerate(s.entities):
+        if entity.id == "registry":
+            _fail(name, f"entities[{i}].id", "'registry' names the registry's operator")
         if entity.owner is not None and entity.owner not in entities:
             _fail(name, f"entities[{i}].owner", f"no entity {entity.owner!r}")
         seen = {entity.id}
@@ -300,9 +305,17 @@ def _check_references(s: Scenario, name: str) -> None:
             seen.add(owner)
             owner = entities[owner].owner
     clusters = {c.id: c for c in s.clusters}
+    catalogue = default_catalogue()
     for i, cluster in enumerate(s.clusters):
         if cluster.entity not in entities:
             _fail(name, f"clusters[{i}].entity", f"no entity {cluster.entity!r}")
+        try:
+            known = catalogue.get(cluster.accelerator).id
+        except InputError as e:
+            _fail(name, f"clusters[{i}].accelerator", e.message)
+            raise  # pragma: no cover - _fail raised
+        if known != cluster.accelerator:
+            _fail(name, f"clusters[{i}].accelerator", f"write the catalogue id {known!r}")
     if s.device_count > MAX_DEVICES:
         _fail(name, "clusters", f"{s.device_count} devices > {MAX_DEVICES}", "scenario.too_large")
     _check_workloads(s, clusters, name)

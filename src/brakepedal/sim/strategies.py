@@ -84,6 +84,11 @@ class Strategy:
     def bypasses_gate(self, device: Device, start: datetime) -> bool:
         return False
 
+    def gate_view(self, device: Device, start: datetime, work: Work) -> tuple[str, float] | None:
+        """What the actor's job tells the gate, if not the truth: (lineage, expected compute in
+        device-hours of the reference accelerator)."""
+        return None
+
     def deliver(self, device: Device, start: datetime, envelopes: list[bytes]) -> list[bytes]:
         return envelopes
 
@@ -92,8 +97,8 @@ class Strategy:
         ``drop`` (say accepted, log nothing) or ``append`` (log it behind the API's checks)."""
         return "ingest"
 
-    def answers(self, device: Device) -> bool:
-        """Whether the actor's devices answer challenges."""
+    def answers(self, device: Device, at: datetime) -> bool:
+        """Whether ``device`` answers a challenge at ``at`` (a stopped agent cannot)."""
         return True
 
     #: Whether the registry keeps a second log to show auditors (:class:`RegistrySplitView`).
@@ -165,11 +170,15 @@ class SubsidiarySplit(Strategy):
         )
 
     def _source(self, device: Device) -> Device | None:
-        """The actor's training device whose work ``device`` (of the subsidiary) takes over."""
-        mine = [d for d in self.world.devices_of(self.actor.entity) if d.enrolled]
-        theirs = [d for d in self.world.devices_of(device.entity) if d.enrolled]
-        position = theirs.index(device)
-        return mine[position] if position < len(mine) else None
+        """The actor's training device whose work ``device`` (of the subsidiary) takes over:
+        the i-th enrolled device of one for the i-th of the other."""
+        if self._pairs is None:
+            mine = [d for d in self.world.devices_of(self.actor.entity) if d.enrolled]
+            theirs = [d for d in self.world.devices_of(str(self.actor.params["to"])) if d.enrolled]
+            self._pairs = {t.id: m for t, m in zip(theirs, mine, strict=False)}
+        return self._pairs.get(device.id)
+
+    _pairs: dict[str, Device] | None = None
 
     def bypasses_gate(self, device: Device, start: datetime) -> bool:
         # The moved job passes the subsidiary's gate as a small new lineage.
@@ -180,20 +189,37 @@ class ChunkedRun(Strategy):
     name = "chunked_run"
     summary = "runs one lineage as chunks below the threshold, each declared as a new run"
 
-    def bypasses_gate(self, device: Device, start: datetime) -> bool:
-        # Each chunk passes the gate as a new run, below the threshold.
-        return self.controls(device) and self.active(start)
-
     @classmethod
     def check(cls, actor: Actor, scenario: Scenario) -> Problem:
-        return cls._params(actor, {"chunk_hours": (float, int)})
+        problem = cls._params(actor, {"chunk_hours": (float, int)})
+        hours = actor.params.get("chunk_hours", 6)
+        if problem is None and not (
+            isinstance(hours, int | float)
+            and 0 < hours <= scenario.hours
+            and round(hours * 60) % scenario.window_minutes == 0
+        ):
+            return "params.chunk_hours", "whole windows, more than 0, at most the scenario"
+        return problem
+
+    def gate_view(self, device: Device, start: datetime, work: Work) -> tuple[str, float] | None:
+        """Each chunk goes to the gate as a new run: its own lineage, and only the chunk's
+        remaining device-hours as its expected compute."""
+        if not (self.controls(device) and work.training and work.workload and self.active(start)):
+            return None
+        chunk_minutes, minute, chunk = self._chunk(start)
+        devices = self.engine.workload_devices(work.workload)
+        left = (chunk_minutes - minute % chunk_minutes) / 60
+        return f"{work.workload}-c{chunk}", devices * left
+
+    def _chunk(self, start: datetime) -> tuple[int, int, int]:
+        chunk_minutes = round(_number(self.actor, "chunk_hours", 6) * 60)
+        minute = self.world.minute_of(start) - round(self.actor.at_hour * 60)
+        return chunk_minutes, minute, minute // chunk_minutes
 
     def work(self, device: Device, start: datetime, work: Work) -> Work:
         if not (self.controls(device) and work.training and work.workload and self.active(start)):
             return work
-        chunk_minutes = round(_number(self.actor, "chunk_hours", 6) * 60)
-        minute = self.world.minute_of(start) - round(self.actor.at_hour * 60)
-        chunk = minute // chunk_minutes
+        chunk_minutes, minute, chunk = self._chunk(start)
         job = f"{work.workload}-c{chunk}"
         self.engine.declare_run(job, device.entity)
         snapshots: tuple[SnapshotCommitment, ...] = ()
@@ -223,8 +249,8 @@ class GoDark(Strategy):
             return []
         return envelopes
 
-    def answers(self, device: Device) -> bool:
-        return not self.controls(device)
+    def answers(self, device: Device, at: datetime) -> bool:
+        return not (self.controls(device) and self.active(at))
 
 
 class ThrottleAsInference(Strategy):
@@ -239,8 +265,9 @@ class ThrottleAsInference(Strategy):
     def check(cls, actor: Actor, scenario: Scenario) -> Problem:
         problem = cls._params(actor, {"duty": (int,)})
         duty = actor.params.get("duty", 5)
-        if problem is None and not (isinstance(duty, int) and 1 <= duty <= 10):
-            return "params.duty", "busy tenths, 1 to 10"
+        if problem is None and not (isinstance(duty, int) and 2 <= duty <= 10):
+            # One tenth (6 busy seconds) is under what the workload check reads as busy.
+            return "params.duty", "busy tenths, 2 to 10"
         return problem
 
     def work(self, device: Device, start: datetime, work: Work) -> Work:
@@ -329,8 +356,8 @@ class ReplayReports(Strategy):
         old = self.engine.sent_before(device, start - timedelta(days=1))
         return [old] if old is not None else []
 
-    def answers(self, device: Device) -> bool:
-        return not self.controls(device)
+    def answers(self, device: Device, at: datetime) -> bool:
+        return not (self.controls(device) and self.active(at))
 
 
 class BackdatedClock(Strategy):
@@ -339,7 +366,10 @@ class BackdatedClock(Strategy):
 
     @classmethod
     def check(cls, actor: Actor, scenario: Scenario) -> Problem:
-        return cls._params(actor, {"hours": (int,)})
+        problem = cls._params(actor, {"hours": (int,)})
+        if problem is None and not 1 <= int(actor.params.get("hours", 6)) <= 24 * 366:
+            return "params.hours", "1 to 8784 hours"
+        return problem
 
     def bypasses_gate(self, device: Device, start: datetime) -> bool:
         return self.controls(device) and self.active(start)
@@ -354,15 +384,21 @@ class BackdatedClock(Strategy):
 class ClonedIdentity(Strategy):
     name = "cloned_identity"
     summary = "runs unenrolled hardware under a copy of an enrolled device's identity and key"
+    _cloned: set[str] | None = None
 
     @classmethod
     def check(cls, actor: Actor, scenario: Scenario) -> Problem:
-        return cls._params(actor, {"devices": (int,)})
+        problem = cls._params(actor, {"devices": (int,)})
+        if problem is None and not 1 <= int(actor.params.get("devices", 2)) <= 1_000_000:
+            return "params.devices", "1 or more devices"
+        return problem
 
     def deliver(self, device: Device, start: datetime, envelopes: list[bytes]) -> list[bytes]:
-        count = int(_number(self.actor, "devices", 2))
-        mine = [d for d in self.world.devices_of(self.actor.entity) if d.enrolled][:count]
-        if not (self.active(start) and device in mine and envelopes):
+        if self._cloned is None:
+            count = int(_number(self.actor, "devices", 2))
+            mine = [d for d in self.world.devices_of(self.actor.entity) if d.enrolled]
+            self._cloned = {d.id for d in mine[:count]}
+        if not (self.active(start) and device.id in self._cloned and envelopes):
             return envelopes
         self.mark(start)
         return [*envelopes, self.engine.clone_report(device, start)]
@@ -370,12 +406,14 @@ class ClonedIdentity(Strategy):
 
 class PermitOverrun(Strategy):
     name = "permit_overrun"
-    summary = "trains on under its permit for extra hours after the permit's budget is spent"
+    summary = "keeps training under its permit for extra hours past the run its budget covered"
     threshold_based = True
 
     @classmethod
     def check(cls, actor: Actor, scenario: Scenario) -> Problem:
         problem = cls._params(actor, {"extra_hours": (int,)})
+        if problem is None and not 1 <= int(actor.params.get("extra_hours", 12)) <= 24 * 366:
+            return "params.extra_hours", "1 to 8784 hours"
         if problem is None and not any(
             p.owner_group == actor.entity for p in scenario.governance.permits
         ):
@@ -383,7 +421,7 @@ class PermitOverrun(Strategy):
         return problem
 
     def work(self, device: Device, start: datetime, work: Work) -> Work:
-        if not self.controls(device) or work.training:
+        if not self.controls(device) or work.training or not self.active(start):
             return work
         extra = timedelta(hours=int(_param(self.actor, "extra_hours", 12)))  # type: ignore[call-overload]
         for permit in self.engine.scenario.governance.permits:

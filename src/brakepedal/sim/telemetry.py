@@ -223,7 +223,7 @@ def minute_leaves(device: str, start: datetime, shapes: Sequence[Shape]) -> list
     """The canonical minute records of ``device`` from ``start``, one per shape."""
     name = device.encode("ascii")
     times = _minute_texts(start, len(shapes))
-    templates = _templates(shapes)
+    templates = _templates(tuple(shapes))
     return [
         b"".join((t.head, name, t.middle, moment, t.tail))
         for t, moment in zip(templates, times, strict=True)

@@ -432,3 +432,33 @@ def test_canonical_json_fast_path_gives_rfc8785_bytes_or_declines(document: dict
 @given(st.dictionaries(_PLAIN_TEXT, _PLAIN_JSON, max_size=5))
 def test_canonical_json_takes_the_fast_path_for_plain_documents(document: dict[str, Any]) -> None:
     assert canonical._canonical_fast(document) == rfc8785.dumps(document)
+
+
+class _Loose:
+    """A value whose equality says yes to anything."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = object.__hash__
+
+
+class _Agreeable(dict):  # type: ignore[type-arg]
+    def __ne__(self, other: object) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({"a": _Loose(1)}, id="loose-equality"),
+        pytest.param(_Agreeable({"a": 1}), id="dict-subclass"),
+        pytest.param({"a": [_Loose(1)]}, id="nested-loose"),
+        pytest.param({"a": (1, 2)}, id="tuple"),
+    ],
+)
+def test_values_msgspec_would_encode_differently_take_the_walk(value: object) -> None:
+    assert canonical._canonical_fast(value) is None

@@ -293,6 +293,88 @@ BAD: list[Any] = [
         "audit.budget",
         id="budget-negative",
     ),
+    pytest.param(
+        _set("start", "9999-12-31T00:00:00Z"),
+        "scenario.field_invalid",
+        "start",
+        id="start-far-future",
+    ),
+    pytest.param(
+        _set("governance.orders.0.threshold_device_hours", 1e308),
+        "scenario.field_invalid",
+        "threshold_device_hours",
+        id="threshold-huge",
+    ),
+    pytest.param(
+        _set("entities", [{"id": "registry"}]),
+        "scenario.reference_invalid",
+        "entities[0].id",
+        id="entity-named-registry",
+    ),
+    pytest.param(
+        _set("clusters.0.accelerator", "abacus"),
+        "scenario.reference_invalid",
+        "clusters[0].accelerator",
+        id="accelerator-unknown",
+    ),
+    pytest.param(
+        _set("clusters.0.accelerator", "NVIDIA H100 SXM5 80GB"),
+        "scenario.reference_invalid",
+        "catalogue id",
+        id="accelerator-not-an-id",
+    ),
+    pytest.param(
+        _set(
+            "actors.0", {"entity": "lab-a", "strategy": "chunked_run", "params": {"chunk_hours": 0}}
+        ),
+        "scenario.strategy_invalid",
+        "chunk_hours",
+        id="chunk-zero",
+    ),
+    pytest.param(
+        _set(
+            "actors.0",
+            {"entity": "lab-a", "strategy": "chunked_run", "params": {"chunk_hours": float("inf")}},
+        ),
+        "scenario.strategy_invalid",
+        "chunk_hours",
+        id="chunk-infinite",
+    ),
+    pytest.param(
+        _set(
+            "actors.0",
+            {"entity": "lab-a", "strategy": "chunked_run", "params": {"chunk_hours": 1.5}},
+        ),
+        "scenario.strategy_invalid",
+        "chunk_hours",
+        id="chunk-not-whole-windows",
+    ),
+    pytest.param(
+        _set(
+            "actors.0",
+            {"entity": "lab-a", "strategy": "throttle_as_inference", "params": {"duty": 1}},
+        ),
+        "scenario.strategy_invalid",
+        "duty",
+        id="duty-below-what-is-busy",
+    ),
+    pytest.param(
+        _set(
+            "actors.0",
+            {"entity": "lab-a", "strategy": "backdated_clock", "params": {"hours": 10**9}},
+        ),
+        "scenario.strategy_invalid",
+        "hours",
+        id="backdate-huge",
+    ),
+    pytest.param(
+        _set(
+            "actors.0", {"entity": "lab-a", "strategy": "cloned_identity", "params": {"devices": 0}}
+        ),
+        "scenario.strategy_invalid",
+        "devices",
+        id="clone-none",
+    ),
 ]
 
 
@@ -377,3 +459,10 @@ def test_any_value_in_any_field_is_accepted_or_refused_with_an_input_error(
     except InputError as e:
         reason = e.reason
     assert reason is None or reason.startswith("scenario.")
+
+
+def test_the_example_in_the_docs_parses() -> None:
+    text = (Path(__file__).parents[3] / "docs" / "simulator.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    scenario = parse_scenario(example, name="docs/simulator.md")
+    assert scenario.name == "subsidiary-split"
