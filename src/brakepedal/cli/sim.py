@@ -137,10 +137,11 @@ def run(
     audits = sum(o.audits for o in outcomes)
     honest = sum(o.honest_entities * o.audits for o in outcomes)
     false_high = sum(len(o.false_high) for o in outcomes)
+    refused = sum(len(o.false_refusals) for o in outcomes)
     console.print(
         f"{reports:,} reports signed, ingested and audited in {audits} audits; false high "
         f"findings against honest actors: {false_high} in {honest} entity-audits "
-        f"({false_high / max(1, honest):.4f} per entity-audit)"
+        f"({false_high / max(1, honest):.4f} per entity-audit); honest reports refused: {refused}"
     )
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "matrix.json", rows, outcomes)

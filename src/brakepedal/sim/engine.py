@@ -149,6 +149,8 @@ class Outcome:
     rounds: tuple[tuple[int, int, int, int], ...] = ()
     #: Device-windows whose training the gate refused.
     gate_refusals: int = 0
+    #: Reports of honest actors the registry refused (reason and device).
+    false_refusals: tuple[str, ...] = ()
 
     @property
     def false_rate(self) -> float:
@@ -222,7 +224,7 @@ class Engine:
         self.view: GovernanceView | None = None
         self._published: set[str] = set()
         self._leads: dict[str, str] = {}
-        self._gate_cache: dict[tuple[str, str, datetime], tuple[bool, str | None]] = {}
+        self._gate_cache: dict[tuple[str, str, int, datetime], tuple[bool, str | None]] = {}
         self._snapshots: dict[tuple[str, int], str] = {}
         self._first_sent: dict[str, bytes] = {}
         self._thresholds: list[int] = []
@@ -233,6 +235,8 @@ class Engine:
         self.reports = 0
         self.refusals: list[tuple[datetime, str, str]] = []
         self.first_seen: dict[str, tuple[datetime, Finding]] = {}
+        #: Every audit that raised each finding (a finding persists across audits).
+        self.sightings: dict[str, list[datetime]] = {}
         self.audits = 0
         self.challenges = 0
         #: Device-windows whose training the gate refused (and an honest actor stopped).
@@ -379,7 +383,12 @@ class Engine:
                 reason=f"simulated pause {order.id}",
             )
             self._publish(order.id, document.target_path, document.to_bytes(), parties, at)
-            self._thresholds.append(int(document.threshold_flop.value))
+            threshold = int(document.threshold_flop.value)
+            self._thresholds.append(threshold)
+            # A group already over the threshold crosses when the order takes effect.
+            for group, flop in self.tally.group_flop.items():
+                if flop >= threshold:
+                    self.tally.crossed.setdefault(group, s.at(order.at_hour))
             changed = True
         for serial, permit in enumerate(s.governance.permits, start=1):
             if permit.id in self._published or s.at(permit.at_hour) > at:
@@ -450,7 +459,7 @@ class Engine:
             if told is not None:
                 lineage, expected = told[0], self.threshold(told[1])
         group = self.world.root(device.entity)
-        key = (group, lineage, start)
+        key = (group, lineage, expected, start)
         cached = self._gate_cache.get(key)
         if cached is not None:
             return cached
@@ -723,6 +732,7 @@ class Engine:
         self.audits += 1
         for finding in result.findings:
             self.first_seen.setdefault(finding.id, (at, finding))
+            self.sightings.setdefault(finding.id, []).append(at)
         budget = self.scenario.audit.budget
         if budget:
             asked = {(c.device, c.sequence) for c in self.state.challenges()}
@@ -774,8 +784,10 @@ class Engine:
             leaves = minute_leaves(device.id, moment, shapes)
             if self.client is not None:
                 body = b'{"minutes":[' + b",".join(leaves) + b"]}"
-                self.client.post(f"/v1/challenges/{challenge.id}/answer", content=body)
-                continue  # a refused answer leaves the challenge open
+                answer = self.client.post(f"/v1/challenges/{challenge.id}/answer", content=body)
+                if answer.status_code >= 500:
+                    answer.raise_for_status()  # the registry failed: not a refusal
+                continue  # a refused answer (4xx) leaves the challenge open
             try:
                 (self.shown or self.registry).answer_challenge(challenge.id, leaves)
             except BrakepedalError:
@@ -829,11 +841,19 @@ class Engine:
             # Only what came after the first act is a sign of it.
             since = strategy.defected_at
             defecting = strategy.actor.strategy != "honest" and since is not None
-            for at, finding in found:
-                if strategy.entities & self.concerns(finding):
-                    detectors.append(finding.detector)
-                    if defecting and caught is None and since is not None and at >= since:
-                        caught = Caught(at, finding.detector, finding.severity.value)
+            for _first, finding in found:
+                if not (
+                    defecting and since is not None and strategy.entities & self.concerns(finding)
+                ):
+                    continue
+                # The first audit after the act that still raised it (an act is marked at its
+                # window's start; an audit at that moment ran before the window).
+                at = next((t for t in self.sightings[finding.id] if t > since), None)
+                if at is None:
+                    continue
+                detectors.append(finding.detector)
+                if caught is None or at < caught.at:
+                    caught = Caught(at, finding.detector, finding.severity.value)
             for at, device, reason in self.refusals:
                 owner = self.world.by_id[device].entity if device in self.world.by_id else None
                 if owner in strategy.entities and defecting and since is not None and at >= since:
@@ -859,6 +879,11 @@ class Engine:
             label = f"{finding.detector} {finding.subject}"
             high = finding.severity in {Severity.HIGH, Severity.CRITICAL}
             (false_high if high else false_low).append(label)
+        false_refusals = tuple(
+            f"{reason} device:{device}"
+            for _at, device, reason in self.refusals
+            if device in self.world.by_id and self.world.by_id[device].entity not in blamed
+        )
         honest = {e for e in self.world.entities if e not in blamed}
         return Outcome(
             scenario=self.scenario.name,
@@ -869,6 +894,7 @@ class Engine:
             actors=tuple(actors),
             false_high=tuple(false_high),
             false_low=tuple(false_low),
+            false_refusals=false_refusals,
             honest_entities=len(honest),
             seconds=time.monotonic() - began,
             challenges=self.challenges,

@@ -47,11 +47,15 @@ def serve_registry(registry: Registry) -> Iterator[str]:
     base URL. The socket is bound before the server starts, so the port cannot be taken in
     between."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(registry), host="127.0.0.1", port=port, log_level="error")
-    )
+    try:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(registry), host="127.0.0.1", port=port, log_level="error")
+        )
+    except BaseException:
+        sock.close()
+        raise
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

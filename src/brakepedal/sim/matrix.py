@@ -41,6 +41,7 @@ class MatrixRow:
     first_detectors: tuple[str, ...]
     false_high: int
     false_low: int
+    false_refusals: int = 0
 
     @property
     def rate(self) -> float | None:
@@ -90,6 +91,7 @@ def rows_of(outcomes: Sequence[Outcome]) -> list[MatrixRow]:
                 first_detectors=tuple(sorted(set(firsts))),
                 false_high=sum(len(o.false_high) for o, _ in items),
                 false_low=sum(len(o.false_low) for o, _ in items),
+                false_refusals=sum(len(o.false_refusals) for o, _ in items),
             )
         )
     return sorted(rows, key=lambda r: (r.strategy != "honest", r.scenario))
@@ -168,6 +170,7 @@ def write_json(path: Path, rows: Sequence[MatrixRow], outcomes: Sequence[Outcome
                         "seconds": round(o.seconds, 2),
                         "false_high": list(o.false_high),
                         "false_low": list(o.false_low),
+                        "false_refusals": list(o.false_refusals),
                         "actors": [
                             {
                                 "entity": a.entity,

@@ -188,8 +188,9 @@ class Scenario(_Model):
         value = value.astimezone(UTC)
         if value.minute or value.second or value.microsecond:
             raise ValueError("start must be a whole hour")
-        if not 1971 <= value.year <= 9000:
-            raise ValueError("start must lie between 1971 and 9000")
+        if not 1971 <= value.year <= 8900:
+            # Usage times must lie before 9000 (model.usage); days and backdating fit below.
+            raise ValueError("start must lie between 1971 and 8900")
         return value
 
     @property

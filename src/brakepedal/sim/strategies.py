@@ -196,6 +196,7 @@ class ChunkedRun(Strategy):
         if problem is None and not (
             isinstance(hours, int | float)
             and 0 < hours <= scenario.hours
+            and round(hours * 60) >= scenario.window_minutes
             and round(hours * 60) % scenario.window_minutes == 0
         ):
             return "params.chunk_hours", "whole windows, more than 0, at most the scenario"

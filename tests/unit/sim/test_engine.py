@@ -54,6 +54,7 @@ def test_catalogue_scenario(name: str, tmp_path: Path) -> None:
     assert outcome.reports > 0
     assert outcome.audits > 0
     assert outcome.false_high == (), outcome.false_high
+    assert outcome.false_refusals == (), outcome.false_refusals
     expected = EXPECTED[name]
     defectors = {a.entity: a for a in outcome.actors if a.strategy != "honest"}
     assert set(defectors) == set(expected)
@@ -72,7 +73,10 @@ def test_catalogue_scenario(name: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "budget"), [("go-dark", None), ("throttle-as-inference", 30)])
+@pytest.mark.parametrize(
+    ("name", "budget"),
+    [("go-dark", None), ("throttle-as-inference", 30), ("cloned-identity", None)],
+)
 def test_over_http_the_outcome_is_the_same(name: str, budget: int | None, tmp_path: Path) -> None:
     """The registry served on loopback: enrolments, reports and challenge answers posted, the
     auditor reading the API (RegistrySource), as in production."""
@@ -90,3 +94,32 @@ def test_a_split_view_runs_in_process_only() -> None:
     with pytest.raises(InputError) as error:
         run_scenario(load_catalogue_scenario("registry-split-view"), http=True)
     assert error.value.reason == "scenario.http_unsupported"
+
+
+@pytest.mark.slow
+def test_a_policy_breach_is_timed_from_the_later_of_the_act_and_the_crossing(
+    tmp_path: Path,
+) -> None:
+    """lab-a's lineage is over the order's threshold when the order takes effect (hour 12);
+    it trains on from the window at hour 13; the audit at hour 18 finds it: 5 hours."""
+    outcome = run_scenario(load_catalogue_scenario("ignore-pause"), workdir=tmp_path)
+    (actor,) = [a for a in outcome.actors if a.strategy == "ignore_pause"]
+    scenario = load_catalogue_scenario("ignore-pause")
+    assert actor.crossed_at == scenario.at(12)
+    assert actor.defected_at == scenario.at(13)
+    assert actor.hours_to_finding == 5.0
+
+
+@pytest.mark.slow
+def test_a_finding_raised_before_the_act_counts_when_it_persists_after(tmp_path: Path) -> None:
+    """Shipped-but-unenrolled devices show from the first audit; a smuggler who starts using
+    them at hour 12 is caught by the same finding at the first audit after."""
+    scenario = load_catalogue_scenario("smuggled-devices")
+    late = scenario.model_copy(
+        update={"actors": tuple(a.model_copy(update={"at_hour": 12.0}) for a in scenario.actors)}
+    )
+    outcome = run_scenario(late, workdir=tmp_path)
+    (actor,) = [a for a in outcome.actors if a.strategy == "smuggled_devices"]
+    assert actor.caught is not None
+    assert actor.caught.by == "devices.unenrolled"
+    assert actor.caught.at == scenario.at(18)

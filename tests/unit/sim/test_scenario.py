@@ -352,6 +352,21 @@ BAD: list[Any] = [
     pytest.param(
         _set(
             "actors.0",
+            {"entity": "lab-a", "strategy": "chunked_run", "params": {"chunk_hours": 0.001}},
+        ),
+        "scenario.strategy_invalid",
+        "chunk_hours",
+        id="chunk-shorter-than-a-window",
+    ),
+    pytest.param(
+        _set("start", "9000-06-01T00:00:00Z"),
+        "scenario.field_invalid",
+        "start",
+        id="start-beyond-usage-times",
+    ),
+    pytest.param(
+        _set(
+            "actors.0",
             {"entity": "lab-a", "strategy": "throttle_as_inference", "params": {"duty": 1}},
         ),
         "scenario.strategy_invalid",
