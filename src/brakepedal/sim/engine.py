@@ -664,12 +664,12 @@ class Engine:
             out.append(SnapshotCommitment(job=job, step=chunk * 1000 + 999, digest=digest, at=at))
         return tuple(out)
 
-    def forge_idle(self, device: Device, start: datetime) -> bytes:
+    def forge_idle(self, device: Device) -> bytes:
         """A report for ``device``'s newest chain slot claiming it idle, signed with its key
         elsewhere (by whoever extracted it)."""
         return self._alternate(device, (Shape("idle"),) * self.scenario.window_minutes, None)
 
-    def clone_report(self, device: Device, start: datetime) -> bytes:
+    def clone_report(self, device: Device) -> bytes:
         """The clone's report for the same chain slot as ``device``'s newest: it trains."""
         shapes = tuple(Shape("train", 10, i % 4) for i in range(self.scenario.window_minutes))
         return self._alternate(device, shapes, "clone")
@@ -682,7 +682,7 @@ class Engine:
         work = Work(shapes, job, device.entity, label)
         return self._sign(device, sequence, previous, moment, work)[1]
 
-    def sent_before(self, device: Device, moment: datetime) -> bytes | None:
+    def first_sent(self, device: Device) -> bytes | None:
         """The first envelope ``device`` sent (what a replay resends)."""
         return self._first_sent.get(device.id)
 

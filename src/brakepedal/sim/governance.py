@@ -34,7 +34,6 @@ __all__ = [
     "ORDER_QUORUM",
     "Signatories",
     "SimClock",
-    "publish_in_process",
     "serve_registry",
     "view_in_process",
     "witness_in_process",
@@ -147,12 +146,6 @@ class Signatories:
     @property
     def trusted_root(self) -> bytes:
         return self.files["metadata/1.root.json"]
-
-
-def publish_in_process(registry: Registry, signatories: Signatories, proposal: Proposal) -> None:
-    """Publish ``proposal`` to an in-process registry and refresh the signatories' copy."""
-    registry.publish_governance(proposal.to_bytes())
-    signatories.files = dict(registry.governance_files())
 
 
 def witness_in_process(registry: Registry, witnesses: list[Cosigner], at: datetime) -> None:

@@ -38,6 +38,8 @@ class Strategy:
     summary: ClassVar[str] = "follows every rule"
     #: Measured from the threshold crossing (policy strategies) or from the first act.
     threshold_based: ClassVar[bool] = False
+    #: Whether the actor's devices train on whatever its gate says, once it acts.
+    defies_gate: ClassVar[bool] = False
 
     def __init__(self, actor: Actor, engine: Engine) -> None:
         self.actor = actor
@@ -76,13 +78,17 @@ class Strategy:
     def controls(self, device: Device) -> bool:
         return device.entity in self.entities
 
+    def acting(self, device: Device, at: datetime) -> bool:
+        """Whether the actor controls ``device`` and has begun at ``at``."""
+        return self.controls(device) and self.active(at)
+
     # hooks ------------------------------------------------------------
 
     def work(self, device: Device, start: datetime, work: Work) -> Work:
         return work
 
     def bypasses_gate(self, device: Device, start: datetime) -> bool:
-        return False
+        return self.defies_gate and self.acting(device, start)
 
     def gate_view(self, device: Device, start: datetime, work: Work) -> tuple[str, float] | None:
         """What the actor's job tells the gate, if not the truth: (lineage, expected compute in
@@ -125,13 +131,7 @@ class IgnorePause(Strategy):
     name = "ignore_pause"
     summary = "keeps training through a pause, reporting it honestly"
     threshold_based = True
-
-    @classmethod
-    def check(cls, actor: Actor, scenario: Scenario) -> Problem:
-        return cls._params(actor, {})
-
-    def bypasses_gate(self, device: Device, start: datetime) -> bool:
-        return self.controls(device) and self.active(start)
+    defies_gate = True
 
 
 class SubsidiarySplit(Strategy):
@@ -236,16 +236,10 @@ class ChunkedRun(Strategy):
 class GoDark(Strategy):
     name = "go_dark"
     summary = "stops its agents and keeps training: the devices fall silent"
-
-    @classmethod
-    def check(cls, actor: Actor, scenario: Scenario) -> Problem:
-        return cls._params(actor, {})
-
-    def bypasses_gate(self, device: Device, start: datetime) -> bool:
-        return self.controls(device) and self.active(start)
+    defies_gate = True
 
     def deliver(self, device: Device, start: datetime, envelopes: list[bytes]) -> list[bytes]:
-        if self.controls(device) and self.active(start):
+        if self.acting(device, start):
             self.mark(start)
             return []
         return envelopes
@@ -257,10 +251,8 @@ class GoDark(Strategy):
 class ThrottleAsInference(Strategy):
     name = "throttle_as_inference"
     summary = "throttles training to an inference-like duty cycle and labels it inference"
-
-    def bypasses_gate(self, device: Device, start: datetime) -> bool:
-        # Declared inference passes every gate.
-        return self.controls(device) and self.active(start)
+    # Declared inference passes every gate.
+    defies_gate = True
 
     @classmethod
     def check(cls, actor: Actor, scenario: Scenario) -> Problem:
@@ -272,7 +264,7 @@ class ThrottleAsInference(Strategy):
         return problem
 
     def work(self, device: Device, start: datetime, work: Work) -> Work:
-        if not (self.controls(device) and self.active(start) and work.workload):
+        if not (self.acting(device, start) and work.workload):
             return work
         spec = self.engine.workload(work.workload)
         if not spec.training:
@@ -287,12 +279,8 @@ class MixedTrainingInference(Strategy):
     name = "mixed_training_inference"
     summary = "trains between the requests of an inference service on the same devices"
 
-    @classmethod
-    def check(cls, actor: Actor, scenario: Scenario) -> Problem:
-        return cls._params(actor, {})
-
     def work(self, device: Device, start: datetime, work: Work) -> Work:
-        if not (self.controls(device) and self.active(start) and work.workload):
+        if not (self.acting(device, start) and work.workload):
             return work
         if work.label is not Workload.INFERENCE:
             return work
@@ -306,6 +294,7 @@ class MixedTrainingInference(Strategy):
 class ForgedReports(Strategy):
     name = "forged_reports"
     summary = "trains with its agents stopped; reports of idle devices forged with their keys"
+    defies_gate = True
 
     @classmethod
     def check(cls, actor: Actor, scenario: Scenario) -> Problem:
@@ -314,11 +303,8 @@ class ForgedReports(Strategy):
             return "params.mode", "replace (the agent is stopped) or alongside (it still runs)"
         return problem
 
-    def bypasses_gate(self, device: Device, start: datetime) -> bool:
-        return self.controls(device) and self.active(start)
-
     def work(self, device: Device, start: datetime, work: Work) -> Work:
-        if not (self.controls(device) and self.active(start) and work.training):
+        if not (self.acting(device, start) and work.training):
             return work
         self.mark(start)
         if _param(self.actor, "mode", "replace") == "alongside":
@@ -335,26 +321,20 @@ class ForgedReports(Strategy):
         ):
             # The real agent reports the training; the forger, elsewhere, signs an idle
             # report for the same slot of the chain with the extracted key.
-            return [*envelopes, self.engine.forge_idle(device, start)]
+            return [*envelopes, self.engine.forge_idle(device)]
         return envelopes
 
 
 class ReplayReports(Strategy):
     name = "replay_reports"
     summary = "stops its agents while training and replays their earlier reports"
-
-    @classmethod
-    def check(cls, actor: Actor, scenario: Scenario) -> Problem:
-        return cls._params(actor, {})
-
-    def bypasses_gate(self, device: Device, start: datetime) -> bool:
-        return self.controls(device) and self.active(start)
+    defies_gate = True
 
     def deliver(self, device: Device, start: datetime, envelopes: list[bytes]) -> list[bytes]:
-        if not (self.controls(device) and self.active(start)):
+        if not (self.acting(device, start)):
             return envelopes
         self.mark(start)
-        old = self.engine.sent_before(device, start - timedelta(days=1))
+        old = self.engine.first_sent(device)
         return [old] if old is not None else []
 
     def answers(self, device: Device, at: datetime) -> bool:
@@ -364,6 +344,7 @@ class ReplayReports(Strategy):
 class BackdatedClock(Strategy):
     name = "backdated_clock"
     summary = "sets its agents' clocks back, so training windows read as before the pause"
+    defies_gate = True
 
     @classmethod
     def check(cls, actor: Actor, scenario: Scenario) -> Problem:
@@ -372,13 +353,10 @@ class BackdatedClock(Strategy):
             return "params.hours", "1 to 8784 hours"
         return problem
 
-    def bypasses_gate(self, device: Device, start: datetime) -> bool:
-        return self.controls(device) and self.active(start)
-
     def work(self, device: Device, start: datetime, work: Work) -> Work:
-        if self.controls(device) and self.active(start):
+        if self.acting(device, start):
             self.mark(start)
-            device.clock = -timedelta(hours=int(_param(self.actor, "hours", 6)))  # type: ignore[call-overload]
+            device.clock = -timedelta(hours=_number(self.actor, "hours", 6))
         return work
 
 
@@ -402,7 +380,7 @@ class ClonedIdentity(Strategy):
         if not (self.active(start) and device.id in self._cloned and envelopes):
             return envelopes
         self.mark(start)
-        return [*envelopes, self.engine.clone_report(device, start)]
+        return [*envelopes, self.engine.clone_report(device)]
 
 
 class PermitOverrun(Strategy):
@@ -424,7 +402,7 @@ class PermitOverrun(Strategy):
     def work(self, device: Device, start: datetime, work: Work) -> Work:
         if not self.controls(device) or work.training or not self.active(start):
             return work
-        extra = timedelta(hours=int(_param(self.actor, "extra_hours", 12)))  # type: ignore[call-overload]
+        extra = timedelta(hours=_number(self.actor, "extra_hours", 12))
         for permit in self.engine.scenario.governance.permits:
             if permit.owner_group not in self.entities:
                 continue

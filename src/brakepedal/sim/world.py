@@ -14,7 +14,7 @@ import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from brakepedal.accounting.catalogue import Catalogue
@@ -186,9 +186,6 @@ class World:
         head = self.root(entity)
         return {e for e in self.entities if self.root(e) == head}
 
-    def cluster_devices(self, cluster: str) -> list[Device]:
-        return self._cluster_devices[cluster]
-
     def devices_of(self, entity: str) -> list[Device]:
         return [d for d in self.devices if d.entity == entity]
 
@@ -254,6 +251,3 @@ class World:
         diurnal = 0.55 + 0.45 * math.cos(2 * math.pi * (hour - 14) / 24)
         burst = 1.25 if (_code(f"{spec.id}:{minute // 7}") % 10) == 0 else 1.0
         return max(1, min(10, round(10 * spec.peak_busy * diurnal * burst)))
-
-    def retarget(self, work: Work, **changes: object) -> Work:
-        return replace(work, **changes)  # type: ignore[arg-type]
