@@ -12,11 +12,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
+from brakepedal.crypto import canonical
 from brakepedal.crypto.dsse import (
     PAYLOAD_TYPE_FORMAT,
+    ParsedEnvelope,
     ThresholdResult,
     brakepedal_payload_type,
+    canonical_envelope,
     check_threshold,
+    envelope_from_json,
     open_envelope,
     parse_envelope,
     require_threshold,
@@ -24,7 +28,7 @@ from brakepedal.crypto.dsse import (
 )
 from brakepedal.crypto.keys import CryptoSigner, Key, ed25519_public_key, key_fingerprint
 from brakepedal.errors import BrakepedalError, InputError, TrustError
-from brakepedal.model.limits import Limits
+from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 
 PAYLOAD_TYPE = brakepedal_payload_type("usage-report", 1)
 PAYLOAD = b'{"device":"gpu-0","sequence":1}'
@@ -382,3 +386,111 @@ def test_faulty_signer_is_caught_at_signing() -> None:
     with pytest.raises(TrustError) as raised:
         sign_envelope(PAYLOAD, PAYLOAD_TYPE, [FaultySigner()])
     assert raised.value.reason == "envelope.signer_faulty"
+
+
+# ---------------------------------------------------------------- the fast path of canonical input
+
+
+def _strict(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ParsedEnvelope | BrakepedalError:
+    """The strict path alone (JSON reader, then the envelope's checks): its envelope or error."""
+    try:
+        return envelope_from_json(canonical._parse_strict(data, limits, "envelope"), limits=limits)
+    except BrakepedalError as e:
+        return e
+
+
+_envelope_like = st.fixed_dictionaries(
+    {
+        "payload": st.binary(max_size=24).map(_b64) | st.sampled_from(["QQ", "QR==", "", "!"]),
+        "payloadType": st.sampled_from([PAYLOAD_TYPE, "", "t\u00e9", 'a"b', "x" * 257]),
+        "signatures": st.lists(
+            st.fixed_dictionaries(
+                {"sig": st.binary(max_size=8).map(_b64)},
+                optional={"keyid": st.none() | st.text(max_size=3) | st.integers(0, 2)},
+            ),
+            max_size=3,
+        ),
+    },
+    optional={"extra": st.integers(0, 2)},
+)
+
+
+@given(_envelope_like, st.integers(0, 4))
+def test_the_envelope_fast_path_only_accepts_what_the_strict_path_accepts_alike(
+    document: dict[str, Any], form: int
+) -> None:
+    """What canonical_envelope accepts, the strict path accepts with an equal envelope; it
+    never refuses on its own (``None`` sends the input to the strict path)."""
+    compact = json.dumps(document, separators=(",", ":"), sort_keys=True)
+    forms = [
+        json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode(),
+        compact.encode(),
+        json.dumps(document, sort_keys=True).encode(),
+        json.dumps(document, separators=(",", ":")).encode(),
+        compact.replace('"sig":"', '"sig":"\\u0041', 1).encode(),
+    ]
+    data = forms[form]
+    fast = canonical_envelope(data)
+    strict = _strict(data)
+    if fast is not None:
+        assert strict == fast
+    _assert_same(_parse(data), strict)
+
+
+def _parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ParsedEnvelope | BrakepedalError:
+    try:
+        return parse_envelope(data, limits=limits)
+    except BrakepedalError as e:
+        return e
+
+
+def _assert_same(
+    got: ParsedEnvelope | BrakepedalError, expected: ParsedEnvelope | BrakepedalError
+) -> None:
+    if isinstance(got, BrakepedalError) and isinstance(expected, BrakepedalError):
+        assert (got.reason, got.message) == (expected.reason, expected.message)
+    else:
+        assert got == expected
+
+
+def test_the_envelope_fast_path_takes_what_brakepedal_writes() -> None:
+    fast = canonical_envelope(ONE)
+    assert fast is not None
+    assert fast == _strict(ONE)
+    assert fast.signatures[0].keyid is not None
+
+
+@pytest.mark.parametrize(
+    ("data", "limits"),
+    [
+        pytest.param(_edit(ONE, lambda d: d.update(extra=1)), DEFAULT_LIMITS, id="unknown-field"),
+        pytest.param(ONE.replace(b",", b", ", 1), DEFAULT_LIMITS, id="whitespace"),
+        pytest.param(
+            _edit(ONE, lambda d: d["signatures"][0].update(keyid=None)),
+            DEFAULT_LIMITS,
+            id="keyid-null",
+        ),
+        pytest.param(_edit(ONE, lambda d: d.update(signatures=[])), DEFAULT_LIMITS, id="no-sigs"),
+        pytest.param(
+            _edit(ONE, lambda d: d.update(payload=d["payload"][:-2] + "==")),
+            DEFAULT_LIMITS,
+            id="base64-stray-bits",
+        ),
+        pytest.param(ONE, Limits(max_envelope_bytes=len(ONE) - 1), id="over-size-limit"),
+        pytest.param(ONE, Limits(max_json_depth=2), id="over-depth-limit"),
+        pytest.param(
+            sign_envelope(PAYLOAD, PAYLOAD_TYPE, SIGNERS[:2]),
+            Limits(max_envelope_signatures=1),
+            id="over-signature-limit",
+        ),
+    ],
+)
+def test_the_envelope_fast_path_declines(data: bytes, limits: Limits) -> None:
+    """Near misses go to the strict path, which gives its own verdict (and names defects)."""
+    assert canonical_envelope(data, limits=limits) is None
+    if len(data) <= limits.max_envelope_bytes:
+        _assert_same(_parse(data, limits), _strict(data, limits))
+    else:
+        with pytest.raises(InputError) as raised:
+            parse_envelope(data, limits=limits)
+        assert raised.value.reason == "envelope.too_large"

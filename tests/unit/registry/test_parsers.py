@@ -16,16 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brakepedal.crypto.canonical import canonical_json
-from brakepedal.crypto.dsse import sign_envelope
+from brakepedal.crypto.dsse import ParsedEnvelope, parse_envelope, sign_envelope
 from brakepedal.crypto.keys import generate_ed25519
 from brakepedal.errors import BrakepedalError
+from brakepedal.model.limits import DEFAULT_LIMITS
 from brakepedal.model.types import DeviceId, EntityId, SiteId
 from brakepedal.registry.devices import (
     ENROLMENT_PAYLOAD_TYPE,
     build_enrolment,
     parse_enrolment,
 )
-from brakepedal.registry.ingest import IngestLimits, parse_batch
+from brakepedal.registry.ingest import IngestLimits, _parse_items, parse_batch
 
 SIGNER = generate_ed25519()
 LIMITS = IngestLimits(max_reports=3, max_body_bytes=10_000)
@@ -83,6 +84,35 @@ def test_batch_parser_only_raises_named_errors(data: bytes) -> None:
     except BrakepedalError as e:
         reason = e.reason
     assert reason.startswith("ingest.")
+
+
+@given(
+    st.lists(st.binary(max_size=40), min_size=1, max_size=3),
+    st.sampled_from(["compact", "spaced", "one-spaced", "one-not-envelope"]),
+)
+def test_batches_of_canonical_envelopes_read_as_the_general_reader_reads_them(
+    payloads: list[bytes], form: str
+) -> None:
+    """A body of envelopes as agents send them (canonical) is read without re-encoding, each
+    item with its envelope; any other body, or one odd item, goes the general way. Both give
+    every item's canonical bytes."""
+    sent = [sign_envelope(p, "application/vnd.test+json; version=1", [SIGNER]) for p in payloads]
+    documents: list[Any] = [json.loads(item) for item in sent]
+    if form == "one-not-envelope":
+        documents[-1] = {"payload": 1}
+    items = [json.dumps(d, separators=(",", ":"), sort_keys=True) for d in documents]
+    if form == "one-spaced":
+        items[0] = json.dumps(documents[0])
+    body = ('{"reports": [' + ", ".join(items) + "]}").encode()
+    if form == "spaced":
+        body = json.dumps({"reports": documents}, indent=1).encode()
+    parsed = _parse_items(body, LIMITS, DEFAULT_LIMITS)
+    assert [data for data, _ in parsed] == [canonical_json(d) for d in documents]
+    fast = form == "compact"
+    assert all(isinstance(known, ParsedEnvelope) for _, known in parsed) is fast
+    for data, known in parsed:
+        if isinstance(known, ParsedEnvelope):
+            assert known == parse_envelope(data)
 
 
 BAD_BATCHES = [
