@@ -11,7 +11,10 @@ core each:
 3. **a whole audit run** over the bundle: checkpoint, root recomputed from every entry,
    re-verification, every detector, the accounting recomputed, state committed.
 
-The issue's target: re-verification at least 0.8x the raw verification rate.
+The issue's target: re-verification at least 0.8x the raw verification rate. Both are CPU
+time of this process (``time.process_time``), measured in ``--rounds`` alternating rounds (raw,
+then re-verification, then raw again...) so that a change in the machine's load falls on both;
+the best round of each is compared, and each round's own ratio is kept too.
 
     .venv/bin/python bench/audit.py --json /tmp/audit.json
 """
@@ -30,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ingest import (
     ORIGIN,
     Pairs,
@@ -37,8 +41,8 @@ from ingest import (
     build_corpus,
     client_batches,
     facts,
-    verify_pairs,
 )
+from nacl.signing import VerifyKey
 from rich.console import Console
 from rich.table import Table
 
@@ -90,16 +94,45 @@ def _logged(
         registry.close()
 
 
+def raw_cpu_seconds(library: str, pairs: Pairs) -> float:
+    """CPU seconds of this process to verify every pair (keys loaded before the clock)."""
+    triples = list(zip(pairs.owners, pairs.messages, pairs.signatures, strict=True))
+    if library == "nacl":
+        verify_keys = [VerifyKey(key) for key in pairs.keys]
+        started = time.process_time()
+        for owner, message, signature in triples:
+            verify_keys[owner].verify(message, signature)
+        return time.process_time() - started
+    public_keys = [Ed25519PublicKey.from_public_bytes(key) for key in pairs.keys]
+    started = time.process_time()
+    for owner, message, signature in triples:
+        public_keys[owner].verify(signature, message)
+    return time.process_time() - started
+
+
+def reread_cpu_seconds(entries: Sequence[bytes], count: int) -> tuple[float, _Reader]:
+    """CPU seconds of the auditor's reader over every entry (a fresh reader), and the reader."""
+    reader = _Reader({}, default_catalogue())
+    started = time.process_time()
+    for index, entry in enumerate(entries):
+        reader.read(index, entry)
+    elapsed = time.process_time() - started
+    assert not reader.bad, reader.bad[:2]
+    assert len(reader.reports) == count
+    return elapsed, reader
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reports", type=int, default=20_000)
     parser.add_argument("--devices", type=int, default=64)
     parser.add_argument("--processes", type=int, default=2, help="to build the corpus")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.quick:
-        args.reports, args.devices = 400, 8
+        args.reports, args.devices, args.rounds = 400, 8, 1
     return args
 
 
@@ -114,17 +147,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         signatures=[s for d in corpus for s in d.signatures],
     )
     count = len(pairs.messages)
-    raw = {library: count / verify_pairs(library, pairs) for library in ("openssl", "nacl")}
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         entries, bundle, log_key = _logged(corpus, root, count, console)
-        reader = _Reader({}, default_catalogue())
-        started, cpu = time.perf_counter(), time.process_time()
-        for index, entry in enumerate(entries):
-            reader.read(index, entry)
-        reread_wall, reread_cpu = time.perf_counter() - started, time.process_time() - cpu
-        assert not reader.bad, reader.bad[:2]
-        assert len(reader.reports) == count
+        rounds: list[dict[str, float]] = []
+        with _progress(console, "timing rounds (raw, re-verification)") as progress:
+            task = progress.add_task("rounds", total=args.rounds)
+            for _ in range(args.rounds):
+                timed = {
+                    library: raw_cpu_seconds(library, pairs) for library in ("openssl", "nacl")
+                }
+                timed["reread"], reader = reread_cpu_seconds(entries, count)
+                rounds.append(timed)
+                progress.advance(task)
+        best = {name: min(r[name] for r in rounds) for name in ("openssl", "nacl", "reread")}
+        raw = {library: count / best[library] for library in ("openssl", "nacl")}
+        reread_cpu = best["reread"]
         # As of the last window's end: the corpus lies in the past, and its devices have not
         # gone silent then.
         last = max(row.window_end_us for row in reader.reports) // 1_000_000
@@ -148,7 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "devices": len(corpus),
         "raw_one_core_per_second": {k: round(v, 1) for k, v in raw.items()},
         "reverify_per_second": round(reread, 1),
-        "reverify_wall_seconds": round(reread_wall, 3),
+        "reverify_cpu_seconds": round(reread_cpu, 3),
+        "rounds": [{k: round(v, 4) for k, v in r.items()} for r in rounds],
+        "round_ratios_to_openssl": [round(r["openssl"] / r["reread"], 3) for r in rounds],
         "reverify_us_per_report": round(reread_cpu / count * 1e6, 1),
         "audit_run_per_second": round(whole, 1),
         "audit_run_wall_seconds": round(run_wall, 3),

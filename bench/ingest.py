@@ -646,11 +646,11 @@ class PhaseTimer:
 #: class's method) that the ingest path calls by name; they are replaced by timed wrappers for
 #: the in-process run only and restored after it.
 PHASES = {
-    "json": "body: json.loads",
-    "reencode": "body: each item's canonical bytes",
-    "envelope": "envelope (from the parsed item, else strict JSON; base64)",
-    "canonical": "payload: strict parse + RFC 8785 canonical check",
-    "report": "report fields (types, timestamps)",
+    "json": "body: batch JSON, canonical envelopes (typed decode)",
+    "reencode": "body: items re-encoded (only if not sent canonical)",
+    "envelope": "envelope, strict reader (only if not sent canonical)",
+    "canonical": "payload, strict reader's JSON stage (only if not canonical)",
+    "report": "report: typed decode, checks, canonical re-encoding",
     "verify": "Ed25519 verify (cached cryptography key, OpenSSL) and PAE",
     "chains": "chain checks, head rows (SQL)",
     "append": "log append (hashes, SQL)",

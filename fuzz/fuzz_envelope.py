@@ -2,14 +2,21 @@
 
 Only :class:`~brakepedal.errors.BrakepedalError` may escape the parser; anything else is a bug.
 The key is RFC 8032 TEST 1's published test key, so the committed seeds include validly
-signed envelopes and the fuzzer reaches signature verification.
+signed envelopes and the fuzzer reaches signature verification. What the typed fast reader
+(``canonical_envelope``) accepts, the strict reader must accept with an equal envelope.
 """
 
 from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from brakepedal.crypto.dsse import brakepedal_payload_type, open_envelope
+from brakepedal.crypto import canonical
+from brakepedal.crypto.dsse import (
+    brakepedal_payload_type,
+    canonical_envelope,
+    envelope_from_json,
+    open_envelope,
+)
 from brakepedal.crypto.keys import CryptoSigner, ed25519_public_key
 from brakepedal.errors import BrakepedalError
 from brakepedal.model.limits import Limits
@@ -26,6 +33,10 @@ LIMITS = Limits(max_envelope_bytes=64_000, max_json_bytes=64_000, max_envelope_s
 
 def test_one_input(data: bytes) -> None:
     """Open ``data`` as an envelope; only brakepedal's own errors are acceptable."""
+    fast = canonical_envelope(data, limits=LIMITS)
+    if fast is not None:
+        document = canonical._parse_strict(data, LIMITS, "envelope")
+        assert envelope_from_json(document, limits=LIMITS) == fast
     try:
         open_envelope(
             data,

@@ -6,7 +6,8 @@ parser through a valid signature); the payload of any well-formed envelope is al
 unsigned, so mutations of the report itself are explored. A report that parses must have
 exactly one byte form and convert to the accounting's usage window; its snapshot commitments
 and gate events must be in order, inside the window, each re-read from its own JSON to the same
-value, and (snapshots) of the report's job. A seed carries both arrays filled
+value, and (snapshots) of the report's job. What the typed fast reader (``canonical_report``)
+accepts, the strict reader must accept alike. A seed carries both arrays filled
 (``genesis_snapshots_events.json``) so mutations reach the item parsers.
 """
 
@@ -16,6 +17,7 @@ from brakepedal.crypto.dsse import parse_envelope
 from brakepedal.errors import BrakepedalError
 from brakepedal.model.limits import Limits
 from brakepedal.model.types import EntityId
+from brakepedal.wire import report_format
 from brakepedal.wire.report import (
     GateEvent,
     SnapshotCommitment,
@@ -40,8 +42,15 @@ def test_one_input(data: bytes) -> None:
         pass
     try:
         payload = parse_envelope(data, limits=LIMITS).payload
+    except BrakepedalError:
+        return
+    fast = report_format.canonical_report(payload, limits=LIMITS)
+    if fast is not None:
+        assert report_format._parse_report_strict(payload, LIMITS) == fast
+    try:
         report = parse_report(payload, limits=LIMITS)
     except BrakepedalError:
+        assert fast is None
         return
     assert report.to_bytes() == payload
     assert len(report.digest()) == 64

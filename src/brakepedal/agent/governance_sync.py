@@ -234,7 +234,7 @@ class GovernanceWatcher:
         GovernanceView.load(
             trusted_root=self._trusted_root, repository=files, evidence=mirrored, at=at
         )
-        seen = GovernanceSeen(view.versions["timestamp"], size)
+        seen = GovernanceSeen(timestamp_version=view.versions["timestamp"], checkpoint_size=size)
         self._write_mirror(files, mirrored, kept, view, seen)
         self._previous_timestamp = view.timestamp
         self._previous_versions = dict(view.versions)

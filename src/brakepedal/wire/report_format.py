@@ -10,16 +10,19 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
+import msgspec
+
 from brakepedal.accounting.usage import MAX_WINDOW_SECONDS, Workload
-from brakepedal.errors import InputError
+from brakepedal.errors import BrakepedalError, InputError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
-from brakepedal.model.types import DeviceId, EntityId, JobId, PermitId, SiteId
+from brakepedal.model.types import DeviceId, EntityId, Identifier, JobId, PermitId, SiteId
 from brakepedal.wire._codec import (
     SHA256_HEX,
+    SPEC_VERSION,
     Parse,
     as_is,
     canonical_time,
@@ -44,6 +47,7 @@ __all__ = [
     "Attribution",
     "GovernanceSeen",
     "UsageReport",
+    "canonical_report",
     "parse_report",
     "sort_events",
     "sort_snapshots",
@@ -59,12 +63,15 @@ _NONE = type(None)
 _Item = TypeVar("_Item", SnapshotCommitment, GateEvent)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GovernanceSeen:
-    """The governance state the agent acted on: TUF timestamp version, log checkpoint size."""
+    """The governance state the agent acted on: TUF timestamp version, log checkpoint size.
 
-    timestamp_version: int
+    Fields in the order of the report's canonical JSON (the typed reader re-encodes them).
+    """
+
     checkpoint_size: int
+    timestamp_version: int
 
     def __post_init__(self) -> None:
         check_int(self.timestamp_version, "governance.timestamp_version", "report", low=1)
@@ -84,7 +91,9 @@ class GovernanceSeen:
             raise InputError(
                 "report.governance_invalid", "expected {checkpoint_size, timestamp_version}"
             )
-        return cls(value["timestamp_version"], value["checkpoint_size"])
+        return cls(
+            timestamp_version=value["timestamp_version"], checkpoint_size=value["checkpoint_size"]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,37 +122,47 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UsageReport:
-    """One device's usage in one window; units: ms, mJ, bytes (``docs/agent.md``)."""
+class UsageReport(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One device's usage in one window; units: ms, mJ, bytes (``docs/agent.md``).
 
-    device: DeviceId
+    The fields are declared in the order of the canonical JSON (code-point order of their
+    names), header included, so that the typed reader of :func:`parse_report` can decode a
+    report straight into this class and compare its re-encoding with the bytes. However made
+    (constructed, decoded, ``msgspec.structs.replace``), every instance passes the checks of
+    ``__post_init__``.
+    """
+
     accelerator: str
-    sequence: int
-    previous: str
-    window_start: datetime
-    window_end: datetime
     busy_ms: int
-    tensor_active_ms: int | None
+    device: DeviceId
     energy_mj: int
-    memory_max_bytes: int | None
-    interconnect_bytes: int | None
-    job: JobId | None
-    tenant: EntityId | None
-    permit: PermitId | None
-    site: SiteId | None
-    workload: Workload
-    minute_count: int
-    minute_root: str
-    governance: GovernanceSeen | None
-    #: Weight-snapshot commitments of ``job`` handed in during the window, in order.
-    snapshots: tuple[SnapshotCommitment, ...] = ()
     #: The node's gate events during the window (every job's), in order.
     events: tuple[GateEvent, ...] = ()
+    format: str = REPORT_FORMAT
+    governance: GovernanceSeen | None
+    interconnect_bytes: int | None
+    job: JobId | None
+    memory_max_bytes: int | None
+    minute_count: int
+    minute_root: str
+    permit: PermitId | None
+    previous: str
+    sequence: int
+    site: SiteId | None
+    #: Weight-snapshot commitments of ``job`` handed in during the window, in order.
+    snapshots: tuple[SnapshotCommitment, ...] = ()
+    spec_version: int = SPEC_VERSION
+    tenant: EntityId | None
+    tensor_active_ms: int | None
+    window_end: datetime
+    window_start: datetime
+    workload: Workload
 
     kind: ClassVar[str] = "usage_report"
 
     def __post_init__(self) -> None:
+        if self.format != REPORT_FORMAT or self.spec_version != SPEC_VERSION:
+            fail("report.format_unknown", "usage_report.format", "not this format's header")
         for name, expected in _TYPES.items():
             value = getattr(self, name)
             if not isinstance(value, expected):
@@ -171,7 +190,8 @@ class UsageReport:
         self._check_hand_ins()
 
     def _set_time(self, name: str, value: datetime) -> None:
-        object.__setattr__(self, name, value)
+        if getattr(self, name) is not value:
+            msgspec.structs.force_setattr(self, name, value)
 
     def _check_quantities(self) -> None:
         window_ms = self.minute_count * 60_000
@@ -213,7 +233,7 @@ class UsageReport:
 
     def to_bytes(self) -> bytes:
         """The canonical bytes: what the device signs and the next report's ``previous`` hashes."""
-        values: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self)}
+        values: dict[str, object] = {name: getattr(self, name) for name in _BODY}
         values["governance"] = None if self.governance is None else self.governance.to_json()
         values["snapshots"] = [snapshot.to_json() for snapshot in self.snapshots]
         values["events"] = [event.to_json() for event in self.events]
@@ -255,7 +275,11 @@ def _workload(value: object) -> Workload:
     return Workload(value)
 
 
-_SCHEMA: dict[str, Parse] = {f.name: as_is for f in fields(UsageReport) if f.name != "kind"}
+#: The report's fields after the header, in canonical order.
+_BODY = tuple(
+    name for name in UsageReport.__struct_fields__ if name not in {"format", "spec_version"}
+)
+_SCHEMA: dict[str, Parse] = dict.fromkeys(_BODY, as_is)
 _SCHEMA |= {
     "device": DeviceId,
     "window_start": canonical_time("report"),
@@ -297,6 +321,12 @@ def _distinct(items: Iterable[_Item], item_type: type[_Item], name: str) -> set[
 
 def parse_report(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> UsageReport:
     """Parse a report's canonical bytes strictly (unsigned: see :func:`open_report`)."""
+    fast = canonical_report(data, limits=limits)
+    return fast if fast is not None else _parse_report_strict(data, limits)
+
+
+def _parse_report_strict(data: bytes, limits: Limits) -> UsageReport:
+    """:func:`parse_report` without its fast path: every input, every defect named."""
     values: dict[str, Any] = read_record(
         data,
         format_tag=REPORT_FORMAT,
@@ -306,3 +336,53 @@ def parse_report(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> UsageReport
         limits=limits,
     )
     return UsageReport(**values)
+
+
+def _decode_identifier(kind: type, value: object) -> object:
+    # The typed reader's hook for the identifier types (str subclasses that check themselves).
+    if isinstance(kind, type) and issubclass(kind, Identifier):
+        return kind(value)
+    raise NotImplementedError(kind)
+
+
+def _encode_identifier(value: object) -> object:
+    if isinstance(value, Identifier):
+        return str(value)
+    raise NotImplementedError(type(value))
+
+
+_REPORT_DECODER = msgspec.json.Decoder(UsageReport, dec_hook=_decode_identifier)
+_REPORT_ENCODER = msgspec.json.Encoder(enc_hook=_encode_identifier)
+#: A report nests three deep: the report, its snapshots or events, an item.
+_REPORT_DEPTH = 3
+
+
+def canonical_report(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> UsageReport | None:
+    """The report in ``data`` if ``data`` is ASCII, within ``limits`` and exactly the canonical
+    bytes of a valid report; otherwise ``None``, and :func:`parse_report`'s strict reader
+    decides (and names the defect).
+
+    The fast path of :func:`parse_report` (every report an agent signs is canonical). The
+    typed decoder (msgspec, C) builds the report, its items and identifiers through their
+    constructors, so every check of theirs runs; re-encoding equal to ``data`` leaves no room
+    for a missing or unknown field, duplicate keys, whitespace, unsorted keys, a time not in
+    its one form or (without a backslash) an escape, and integers beyond 2^53 - 1 are refused
+    by the constructors' range checks. Acceptance here implies the strict reader's, with an
+    equal report: ``tests/unit/wire/test_report.py`` compares both on generated reports and
+    near misses.
+    """
+    if (
+        not isinstance(data, bytes)
+        or len(data) > limits.max_json_bytes
+        or limits.max_json_depth < _REPORT_DEPTH
+        or not data.isascii()
+        or b"\\" in data
+    ):
+        return None
+    try:
+        report = _REPORT_DECODER.decode(data)
+    except (msgspec.DecodeError, BrakepedalError, RecursionError):
+        return None
+    if _REPORT_ENCODER.encode(report) != data:
+        return None
+    return report

@@ -101,11 +101,12 @@ class SnapshotCommitment:
     (``None`` otherwise); ``at`` is when it was handed in (UTC).
     """
 
-    job: JobId
-    step: int
-    digest: str
+    # In the order of the report's canonical JSON (the typed reader re-encodes them).
     at: datetime
+    digest: str
+    job: JobId
     parent: str | None = None
+    step: int
 
     def __post_init__(self) -> None:
         if not isinstance(self.job, JobId):
@@ -157,11 +158,12 @@ class GateEvent:
     never the job's command line, which may hold a customer's secrets).
     """
 
+    # In the order of the report's canonical JSON (the typed reader re-encodes them).
     at: datetime
+    detail: str = ""
     job: JobId | None
     kind: GateEventKind
     order: OrderId | None = None
-    detail: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.job, JobId | None):

@@ -337,7 +337,7 @@ def test_attribution_and_governance_reach_every_report(small_node: Node) -> None
         for report in reports:
             assert report.job == JobId("job-9")
             assert report.site == SiteId("site-a")
-            assert report.governance == GovernanceSeen(4, 1200)
+            assert report.governance == GovernanceSeen(timestamp_version=4, checkpoint_size=1200)
     assert len(asked) == 2  # once per closing tick, not per device
     inference = small_node.identities[1].device
     seen = {processes for device, processes in attributor.calls if device == inference}

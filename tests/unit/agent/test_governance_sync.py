@@ -144,8 +144,12 @@ def test_the_watcher_verifies_names_and_mirrors_the_registry_state(node: Node) -
     assert view is not None
     timestamp = latest_version(node.world.files, "timestamp")
     assert view.versions["timestamp"] == timestamp
-    assert node.watcher.seen() == GovernanceSeen(timestamp, node.size())
-    assert node.watcher.seen() == GovernanceSeen(timestamp, node.registry.store.size())
+    assert node.watcher.seen() == GovernanceSeen(
+        timestamp_version=timestamp, checkpoint_size=node.size()
+    )
+    assert node.watcher.seen() == GovernanceSeen(
+        timestamp_version=timestamp, checkpoint_size=node.registry.store.size()
+    )
     assert node.watcher.view is view
     assert node.watcher.stats.verified == 1
     assert node.watcher.stats.last_failure is None
@@ -170,7 +174,9 @@ def test_the_watcher_verifies_names_and_mirrors_the_registry_state(node: Node) -
     # Nothing new: the same state again, and the mirror is left as it was.
     before = {p: p.stat().st_mtime_ns for p in node.mirror.rglob("*") if p.is_file()}
     assert node.watcher.refresh(at + HOUR) is not None
-    assert node.watcher.seen() == GovernanceSeen(timestamp, node.registry.store.size())
+    assert node.watcher.seen() == GovernanceSeen(
+        timestamp_version=timestamp, checkpoint_size=node.registry.store.size()
+    )
     assert {p: p.stat().st_mtime_ns for p in node.mirror.rglob("*") if p.is_file()} == before
 
 
@@ -204,7 +210,8 @@ def test_a_pause_order_published_later_is_seen_after_the_next_refresh(node: Node
     assert [o.order_id for o in view.orders_in_force(at)] == ["pause-1"]
     seen = node.watcher.seen()
     assert seen == GovernanceSeen(
-        latest_version(node.world.files, "timestamp"), node.registry.store.size()
+        timestamp_version=latest_version(node.world.files, "timestamp"),
+        checkpoint_size=node.registry.store.size(),
     )
     assert seen.timestamp_version > first.timestamp_version
     assert seen.checkpoint_size > first.checkpoint_size
@@ -267,7 +274,9 @@ def test_a_tampered_file_or_a_rolled_back_timestamp_is_refused(node: Node) -> No
         node.client, node.world.files["metadata/1.root.json"], node.mirror.parent / "fresh"
     )
     assert forgetful.refresh(at) is not None
-    assert forgetful.seen() == GovernanceSeen(good.timestamp_version, newer.checkpoint_size)
+    assert forgetful.seen() == GovernanceSeen(
+        timestamp_version=good.timestamp_version, checkpoint_size=newer.checkpoint_size
+    )
     restarted = GovernanceWatcher(
         node.client, node.world.files["metadata/1.root.json"], node.mirror
     )

@@ -133,8 +133,12 @@ def test_unattributed_heavy_use(world: World) -> None:
 def test_governance_state_not_yet_public(world: World) -> None:
     (gpu,) = _honest(world, devices=1, rounds=1)
     size = world.registry.store.size()
-    honest = gpu.report(job=None, governance=GovernanceSeen(1, size))
-    ahead = gpu.report(job=None, governance=GovernanceSeen(2, size + 50))
+    honest = gpu.report(
+        job=None, governance=GovernanceSeen(timestamp_version=1, checkpoint_size=size)
+    )
+    ahead = gpu.report(
+        job=None, governance=GovernanceSeen(timestamp_version=2, checkpoint_size=size + 50)
+    )
     assert [r["status"] for r in world.post(honest, ahead)] == ["accepted", "accepted"]
     result = world.audit(at=quiet(world))
     (finding,) = [f for f in result.findings if f.detector == "governance.not_public"]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
 
@@ -168,9 +169,7 @@ class Device:
             governance=None,
         )
         if changes:
-            from dataclasses import replace  # noqa: PLC0415
-
-            report = replace(report, **changes)
+            report = msgspec.structs.replace(report, **changes)
         envelope = sign_report(report, signer)
         if advance:
             self.sequence = report.sequence + 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -13,14 +15,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace as struct_replace
 
 from brakepedal.accounting.usage import Workload
 from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.dsse import brakepedal_payload_type, sign_envelope
 from brakepedal.crypto.keys import CryptoSigner, generate_ed25519
 from brakepedal.errors import BrakepedalError, InputError, TrustError
-from brakepedal.model.limits import DEFAULT_LIMITS
+from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.model.types import DeviceId, EntityId, JobId, OrderId, PermitId, SiteId
+from brakepedal.wire import report_format
 from brakepedal.wire.minute import SLOTS, MinuteRecord, Sample, summarise_minute
 from brakepedal.wire.report import (
     GENESIS_PREVIOUS,
@@ -194,7 +198,7 @@ def test_to_usage_window_carries_exact_seconds_and_attribution() -> None:
         ATTRIBUTION.site,
         Workload.TRAINING,
     )
-    unmeasured = replace(report, tensor_active_ms=None)
+    unmeasured = struct_replace(report, tensor_active_ms=None)
     assert to_usage_window(unmeasured, EntityId("x")).tensor_active_seconds is None
 
 
@@ -592,11 +596,11 @@ def test_constructor_refuses_wrong_types() -> None:
     for field, value in cases:
         changes: dict[str, Any] = {field: value}
         with pytest.raises(InputError) as caught:
-            replace(report, **changes)
+            struct_replace(report, **changes)
         assert caught.value.reason == "report.field_invalid"
         assert caught.value.message.startswith(f"usage_report.{field}")
     with pytest.raises(InputError, match=r"time\.naive"):
-        replace(report, window_start=datetime(2027, 1, 1))
+        struct_replace(report, window_start=datetime(2027, 1, 1))
     with pytest.raises(InputError, match="not_bytes"):
         parse_report(GOOD.decode())  # type: ignore[arg-type]
 
@@ -682,7 +686,7 @@ def test_hand_ins_are_signed_chained_and_survive_a_challenge() -> None:
     assert open_report(sign_report(report, SIGNER), SIGNER.public_key) == report
     verify_minutes(report, minutes_of(T0, 5))
     with pytest.raises(TrustError):
-        verify_minutes(replace(report, events=(STARTED,)), minutes_of(T0, 4))
+        verify_minutes(struct_replace(report, events=(STARTED,)), minutes_of(T0, 4))
 
 
 def _too_many_snapshots() -> list[SnapshotCommitment]:
@@ -758,6 +762,8 @@ NAIVE = datetime(2027, 1, 1, 12, 1)
 
 def changed(item: Any, **changes: Any) -> Any:
     """``replace`` with values of the wrong type, as untyped callers could pass them."""
+    if isinstance(item, UsageReport):
+        return struct_replace(item, **changes)
     return replace(item, **changes)
 
 
@@ -795,7 +801,7 @@ def test_the_report_constructor_needs_sorted_tuples() -> None:
         "usage_report.snapshots",
     )
     with pytest.raises(InputError) as caught:
-        replace(report, events=(TERM, STARTED))
+        struct_replace(report, events=(TERM, STARTED))
     assert caught.value.reason == "report.events_unsorted"
     with pytest.raises(InputError) as caught:
         changed(report, events=(SNAPSHOT,))
@@ -865,7 +871,7 @@ def test_a_report_with_every_item_at_its_longest_fits_the_default_limits() -> No
         workload=Workload.TRAINING,
         minute_count=1440,
         minute_root="2" * 64,
-        governance=GovernanceSeen(2**53 - 1, 2**53 - 1),
+        governance=GovernanceSeen(timestamp_version=2**53 - 1, checkpoint_size=2**53 - 1),
         snapshots=sort_snapshots(snapshots),
         events=sort_events(events),
     )
@@ -937,8 +943,8 @@ def _bad_chains() -> list[tuple[str, list[UsageReport], str]]:
     return [
         ("gap", [first, third], "report.sequence_gap"),
         ("replay", [first, second, second], "report.sequence_gap"),
-        ("broken link", [first, replace(second, previous="cd" * 32)], "report.chain_broken"),
-        ("rewritten", [replace(first, energy_mj=1), second], "report.chain_broken"),
+        ("broken link", [first, struct_replace(second, previous="cd" * 32)], "report.chain_broken"),
+        ("rewritten", [struct_replace(first, energy_mj=1), second], "report.chain_broken"),
         ("device switch", [first, other], "report.device_mismatch"),
         ("overlap", [first, early], "report.window_overlap"),
         ("backwards", [first, backwards], "report.window_backwards"),
@@ -985,7 +991,7 @@ def test_a_committed_record_for_another_minute_is_caught() -> None:
     # A dishonest node commits to minutes in the wrong slots; the proofs still verify.
     records = minutes_of(T0, 2)
     shuffled = [records[1], records[0], *minutes_of(T0 + 2 * MINUTE, 3)]
-    report = replace(
+    report = struct_replace(
         report_at(),
         minute_root=_root(shuffled),
     )
@@ -1040,7 +1046,12 @@ def reports(draw: st.DrawFn) -> UsageReport:
         workload=draw(st.sampled_from(Workload)),
         minute_count=minutes,
         minute_root=draw(st.from_regex(r"[0-9a-f]{64}", fullmatch=True)),
-        governance=draw(st.none() | st.builds(GovernanceSeen, st.integers(1, 2**53 - 1), counts)),
+        governance=draw(
+            st.none()
+            | st.builds(
+                GovernanceSeen, timestamp_version=st.integers(1, 2**53 - 1), checkpoint_size=counts
+            )
+        ),
         snapshots=sort_snapshots(
             [] if job is None else draw(st.lists(snapshots(job, moments), max_size=6))
         ),
@@ -1083,6 +1094,86 @@ def test_random_valid_reports_round_trip(report: UsageReport) -> None:
     parsed = parse_report(data)
     assert parsed == report
     assert parsed.to_bytes() == data
+
+
+# ---------------------------------------------------------------- the typed fast reader
+
+
+def _strict(data: bytes) -> UsageReport | BrakepedalError:
+    """The strict reader alone (canonical JSON, record, constructor): its report or error."""
+    try:
+        return report_format._parse_report_strict(data, DEFAULT_LIMITS)
+    except BrakepedalError as e:
+        return e
+
+
+def _swap_first_keys(data: bytes) -> bytes:
+    head, rest = data[1:].split(b',"busy_ms":', 1)
+    busy, tail = rest.split(b",", 1)
+    return b'{"busy_ms":' + busy + b"," + head + b"," + tail
+
+
+#: Canonical report bytes and near misses of them: each must go to the strict reader.
+_MUTATIONS: list[tuple[str, Callable[[bytes], bytes]]] = [
+    ("as written", lambda data: data),
+    ("a space", lambda data: data.replace(b",", b", ", 1)),
+    ("trailing newline", lambda data: data + b"\n"),
+    ("unsorted keys", _swap_first_keys),
+    ("offset for Z", lambda data: data.replace(b':00Z"', b':00+00:00"', 1)),
+    ("lowercase t", lambda data: data.replace(b"T", b"t", 1)),
+    ("zero fraction", lambda data: data.replace(b':00Z"', b':00.000000Z"', 1)),
+    ("escape", lambda data: data.replace(b'"device":"', b'"device":"\\u0061', 1)),
+    ("past 2^53", lambda data: re.sub(rb'"energy_mj":\d+', b'"energy_mj":9007199254740992', data)),
+    ("past 2^64", lambda data: re.sub(rb'"energy_mj":\d+', b'"energy_mj":' + b"9" * 25, data)),
+    ("negative", lambda data: re.sub(rb'"busy_ms":\d+', b'"busy_ms":-1', data)),
+    ("float", lambda data: re.sub(rb'"sequence":(\d+)', rb'"sequence":\1.0', data)),
+    ("exponent", lambda data: re.sub(rb'"sequence":(\d+)', rb'"sequence":\1e0', data)),
+    ("bool count", lambda data: re.sub(rb'"minute_count":\d+', b'"minute_count":true', data)),
+    ("null count", lambda data: re.sub(rb'"minute_count":\d+', b'"minute_count":null', data)),
+    ("unknown field", lambda data: data.replace(b'{"accelerator"', b'{"a":1,"accelerator"', 1)),
+    ("missing field", lambda data: re.sub(rb'"site":(null|"[^"]*"),', b"", data)),
+    (
+        "duplicate key",
+        lambda data: data.replace(b'{"accelerator"', b'{"accelerator":"x","accelerator"', 1),
+    ),
+    ("version 2", lambda data: data.replace(b'"spec_version":1', b'"spec_version":2')),
+    ("other format", lambda data: data.replace(b"usage-report", b"usage-reporT")),
+    ("uppercase hex", lambda data: data.replace(b'"minute_root":"', b'"minute_root":"A', 1)),
+    ("bad workload", lambda data: re.sub(rb'"workload":"\w+"', b'"workload":"mining"', data)),
+    ("bad id", lambda data: data.replace(b'"device":"', b'"device":"-', 1)),
+    ("object for list", lambda data: data.replace(b'"events":[', b'"events":[{}', 1)),
+    ("nested deep", lambda data: data.replace(b'"events":[', b'"events":[[[[]]],', 1)),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(reports(), st.integers(0, len(_MUTATIONS) - 1))
+def test_the_fast_reader_only_accepts_what_the_strict_reader_accepts_alike(
+    report: UsageReport, which: int
+) -> None:
+    """What canonical_report accepts, the strict reader accepts with an equal report; and the
+    fast reader takes every canonical report without a backslash (what agents sign)."""
+    name, mutate = _MUTATIONS[which]
+    data = mutate(report.to_bytes())
+    fast = report_format.canonical_report(data)
+    if name == "as written" and b"\\" not in data:
+        assert fast == report
+    if fast is not None:
+        assert _strict(data) == fast
+        assert fast.to_bytes() == data
+    parsed = _strict(data)
+    if isinstance(parsed, BrakepedalError):
+        with pytest.raises(BrakepedalError) as raised:
+            parse_report(data)
+        assert (raised.value.reason, raised.value.message) == (parsed.reason, parsed.message)
+    else:
+        assert parse_report(data) == parsed
+
+
+def test_the_fast_reader_takes_the_fixture_and_declines_tight_limits() -> None:
+    assert report_format.canonical_report(GOOD) == _strict(GOOD)
+    assert report_format.canonical_report(GOOD, limits=Limits(max_json_bytes=len(GOOD) - 1)) is None
+    assert report_format.canonical_report(GOOD, limits=Limits(max_json_depth=2)) is None
 
 
 FIXED_ENVELOPE = sign_report(report_at(), SIGNER)
