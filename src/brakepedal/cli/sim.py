@@ -2,17 +2,21 @@
 
 ``sim run SCENARIO...`` prints the detection matrix (strategy x caught, hours to the first
 finding, false findings against honest actors) and writes its JSON and plot; a SCENARIO is a
-file or the name of a shipped one, and ``catalogue`` runs every shipped scenario.
-``sim sweep`` varies the sampling budget over many seeds and plots the catch probability
-against 1 - (1 - f)^s. ``sim list`` names the shipped scenarios and the strategies.
+file or the name of a shipped one, and ``catalogue`` runs every shipped scenario but the
+sweep's (``sampling-sweep``). ``--seeds N`` runs each scenario N times, with its own ``seed``,
+``seed + 1``, ... (recorded in matrix.json). With ``--http``, a scenario that runs in process
+only (a split view) is refused before anything runs when named, and left out with a note when
+it comes with ``catalogue``. ``sim sweep`` varies the sampling budget over many seeds and plots
+the catch probability against 1 - (1 - f)^s. ``sim list`` names the shipped scenarios and the
+strategies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -27,6 +31,10 @@ from rich.progress import (
 from rich.table import Table
 
 from brakepedal.cli.output import reports_errors
+from brakepedal.errors import InputError
+
+if TYPE_CHECKING:
+    from brakepedal.sim.scenario import Scenario
 
 __all__ = ["app"]
 
@@ -34,7 +42,7 @@ app = typer.Typer(help="Simulate honest and defecting actors; measure what is ca
 
 
 @contextmanager
-def _progress(console: Console) -> Iterator[object]:
+def _progress(console: Console) -> Iterator[Callable[[str, int, int], None]]:
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -52,21 +60,42 @@ def _progress(console: Console) -> Iterator[object]:
         yield advance
 
 
-def _scenarios(names: list[str]) -> list[object]:
+def _scenarios(
+    names: list[str], *, http: bool = False, console: Console | None = None
+) -> list[Scenario]:
+    """The scenarios ``names`` name. With ``http``, every one is checked to run over HTTP
+    before any runs: a scenario named on its own that cannot is refused; one that came with
+    ``catalogue`` is left out, with a note on ``console``."""
+    from brakepedal.sim.engine import check_http, http_supported  # noqa: PLC0415
     from brakepedal.sim.scenario import (  # noqa: PLC0415
         catalogue_names,
         load_catalogue_scenario,
         load_scenario,
     )
 
-    out: list[object] = []
+    out: list[Scenario] = []
     for name in names:
         if name == "catalogue":
-            out += [load_catalogue_scenario(n) for n in catalogue_names() if n != "sampling-sweep"]
-        elif Path(name).suffix in {".yaml", ".yml"} or Path(name).exists():
-            out.append(load_scenario(Path(name)))
+            shipped = [
+                load_catalogue_scenario(n) for n in catalogue_names() if n != "sampling-sweep"
+            ]
+            for scenario in shipped:
+                if http and not http_supported(scenario):
+                    if console is not None:
+                        console.print(
+                            f"note: {scenario.name} left out of the catalogue: it runs in "
+                            "process only (without --http)"
+                        )
+                    continue
+                out.append(scenario)
+            continue
+        if Path(name).suffix in {".yaml", ".yml"} or Path(name).exists():
+            scenario = load_scenario(Path(name))
         else:
-            out.append(load_catalogue_scenario(name))
+            scenario = load_catalogue_scenario(name)
+        if http:
+            check_http(scenario)
+        out.append(scenario)
     return out
 
 
@@ -91,7 +120,9 @@ def list_() -> None:
 @reports_errors
 def run(
     scenarios: Annotated[list[str], typer.Argument(help="files, shipped names, or catalogue")],
-    seeds: Annotated[int, typer.Option(help="seeds per scenario (1, 2, ...)", min=1)] = 1,
+    seeds: Annotated[
+        int, typer.Option(help="runs per scenario, with its seed, seed + 1, ...", min=1)
+    ] = 1,
     out: Annotated[Path, typer.Option(help="where matrix.json and matrix.png go")] = Path(
         "brakepedal-sim"
     ),
@@ -103,11 +134,16 @@ def run(
     from brakepedal.sim.matrix import matrix, plot_matrix, rows_of, write_json  # noqa: PLC0415
 
     console = Console()
-    chosen = _scenarios(scenarios)
+    chosen = _scenarios(scenarios, http=http, console=console)
+    if not chosen:
+        raise InputError("sim.nothing_to_run", "no scenario left to run over HTTP")
     with _progress(console) as advance:
-        outcomes = matrix(chosen, list(range(1, seeds + 1)), progress=advance, http=http)  # type: ignore[arg-type]
+        outcomes = matrix(chosen, seeds, progress=advance, http=http)
     rows = rows_of(outcomes)
-    table = Table(title=f"Detection matrix ({len(outcomes)} runs, {seeds} seed(s) each)")
+    table = Table(
+        title=f"Detection matrix ({len(outcomes)} runs, {seeds} seed(s) each, from the "
+        "scenario's seed)"
+    )
     for column in (
         "strategy",
         "scenario",
@@ -156,7 +192,9 @@ def sweep(
     budgets: Annotated[
         str, typer.Option(help="challenges per audit, comma-separated")
     ] = "1,2,4,8,16",
-    seeds: Annotated[int, typer.Option(help="runs per budget", min=1)] = 40,
+    seeds: Annotated[
+        int, typer.Option(help="runs per budget, with the scenario's seed, seed + 1, ...", min=1)
+    ] = 40,
     out: Annotated[Path, typer.Option(help="where sweep.json and sweep.png go")] = Path(
         "brakepedal-sim"
     ),
@@ -164,7 +202,7 @@ def sweep(
     """Catch probability of sampling challenges against their budget, beside 1 - (1 - f)^s."""
     import json  # noqa: PLC0415
 
-    from brakepedal.sim.matrix import plot_sweep  # noqa: PLC0415
+    from brakepedal.sim.matrix import plot_sweep, seeds_of  # noqa: PLC0415
     from brakepedal.sim.matrix import sweep as run_sweep  # noqa: PLC0415
 
     console = Console()
@@ -174,7 +212,7 @@ def sweep(
         raise typer.BadParameter(f"budgets: {budgets!r} is not a list of integers") from e
     (chosen,) = _scenarios([scenario])
     with _progress(console) as advance:
-        points = run_sweep(chosen, sizes, list(range(1, seeds + 1)), progress=advance)  # type: ignore[arg-type]
+        points = run_sweep(chosen, sizes, seeds_of(chosen, seeds), progress=advance)
     table = Table(title="Sampling budget against catch probability (first challenge round)")
     for column in ("budget s", "runs", "mean f", "measured", "1 - (1 - f)^s", "2 s.e.", "within"):
         table.add_column(column, justify="right")

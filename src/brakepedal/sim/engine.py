@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from fractions import Fraction
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,6 @@ import httpx
 
 from brakepedal.accounting.catalogue import default_catalogue
 from brakepedal.accounting.document import UsageDocument
-from brakepedal.accounting.groups import Holding
 from brakepedal.accounting.lineage import RunDeclaration
 from brakepedal.accounting.usage import Workload
 from brakepedal.agent.gate import JobDeclaration, decide
@@ -80,7 +79,15 @@ from brakepedal.wire.report import sign_report
 from brakepedal.wire.report_format import UsageReport
 from brakepedal.wire.report_items import SnapshotCommitment
 
-__all__ = ["ActorOutcome", "Engine", "Outcome", "run_scenario"]
+__all__ = [
+    "ActorOutcome",
+    "Engine",
+    "Outcome",
+    "check_http",
+    "governance_horizon",
+    "http_supported",
+    "run_scenario",
+]
 
 ORIGIN = "sim.brakepedal.org/registry"
 JURISDICTIONS = frozenset({"agreement"})
@@ -202,7 +209,12 @@ class Engine:
             Cosigner(f"witness-{i}.sim", self.key(f"witness-{i}")) for i in range(1, 4)
         ]
         self.signatories = Signatories(
-            self.log_signer, self.witnesses, scenario.start, ORIGIN, keys=self.key
+            self.log_signer,
+            self.witnesses,
+            scenario.start,
+            ORIGIN,
+            keys=self.key,
+            horizon=governance_horizon(scenario.days),
         )
         self.peak = max(self.catalogue.get(REFERENCE_ACCELERATOR).peak.values())
         self.strategies: list[Strategy] = [STRATEGIES[a.strategy](a, self) for a in scenario.actors]
@@ -210,11 +222,8 @@ class Engine:
             e: s for s in self.strategies for e in s.entities if s.actor.strategy != "honest"
         }
         self._split = any(s.split_view for s in self.strategies)
-        if http and self._split:
-            raise InputError(
-                "scenario.http_unsupported",
-                f"scenario {scenario.name}: a split view runs in process only",
-            )
+        if http:
+            check_http(scenario)
         #: Over HTTP: reports, enrolments and answers are posted, and the auditor reads the
         #: registry's API (RegistrySource), as in production.
         self.http = http
@@ -274,36 +283,32 @@ class Engine:
     def run(self) -> Outcome:
         began = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.registry = self._registry()
-        # A registry showing a split view keeps a second log, signed with the same key, for
-        # auditors; the witnesses cosign the true one.
-        self.shown = self._registry("shown") if self._split else None
-        self.state = AuditState(self.workdir / "audit")
-        self.source: LocalSource | RegistrySource = (
-            LocalSource(self.registry, auditor="sim-auditor")
-            if self.shown is None
-            else _SplitView(self.shown, self.registry)
-        )
-        try:
+        # What is opened is closed, in reverse order, whatever fails to open after it.
+        with contextlib.ExitStack() as opened:
+            self.registry = self._registry()
+            opened.callback(self.registry.close)
+            # A registry showing a split view keeps a second log, signed with the same key,
+            # for auditors; the witnesses cosign the true one.
+            self.shown = self._registry("shown") if self._split else None
+            if self.shown is not None:
+                opened.callback(self.shown.close)
+            self.state = AuditState(self.workdir / "audit")
+            opened.callback(self.state.close)
+            self.source: LocalSource | RegistrySource = (
+                LocalSource(self.registry, auditor="sim-auditor")
+                if self.shown is None
+                else _SplitView(self.shown, self.registry)
+            )
             if not self.http:
                 return self._run(began)
-            with (
-                serve_registry(self.registry) as url,
-                httpx.Client(base_url=url, timeout=300) as client,
-            ):
-                self.client = client
-                token = self.registry.add_credential("sim-auditor", "auditor")
-                remote = RegistrySource(url, token, timeout=300)
-                self.source = remote
-                try:
-                    return self._run(began)
-                finally:
-                    remote.close()
-        finally:
-            self.state.close()
-            self.registry.close()
-            if self.shown is not None:
-                self.shown.close()
+            url = opened.enter_context(serve_registry(self.registry))
+            self.client = opened.enter_context(httpx.Client(base_url=url, timeout=300))
+            token = self.registry.add_credential("sim-auditor", "auditor")
+            remote = RegistrySource(url, token, timeout=300)
+            opened.callback(remote.close)
+            self.source = remote
+            return self._run(began)
+        raise AssertionError("unreachable")  # pragma: no cover - the block returns
 
     def _run(self, began: float) -> Outcome:
         s = self.scenario
@@ -370,6 +375,13 @@ class Engine:
         s = self.scenario
         parties = [f"party-{i}" for i in (1, 2, 4, 6)][:ORDER_QUORUM]
         changed = False
+        expires = self.signatories.snapshot_expires()
+        if expires is not None and at + RESIGN_BEFORE >= expires:
+            # Nothing published for weeks: the signatories re-sign, or every verifier would
+            # find the repository expired at the next audit (a false finding).
+            self.clock.moment = at
+            self._publish_proposal(self.signatories.resigned_targets().to_bytes())
+            changed = True
         for order in s.governance.orders:
             if order.id in self._published or s.at(order.at_hour) > at:
                 continue
@@ -495,8 +507,10 @@ class Engine:
             return 0
         spec = self.workload(work.workload)
         devices = self.workload_devices(spec.id)
-        end = spec.start_hour + (spec.hours if spec.hours is not None else self.scenario.hours)
-        hours = max(0.0, end - (start - self.scenario.start).total_seconds() / 3600)
+        # Absent hours: to the end of the scenario (not start_hour + its length).
+        end = spec.start_hour + spec.hours if spec.hours is not None else self.scenario.hours
+        now = max(spec.start_hour, (start - self.scenario.start).total_seconds() / 3600)
+        hours = max(0.0, end - now)
         return self.threshold(devices * hours)
 
     def _permit_exhausted(self, permit: str) -> bool:
@@ -690,18 +704,11 @@ class Engine:
 
     def declarations(self) -> UsageDocument:
         entities = tuple(EntityId(e) for e in self.world.entities)
-        holdings = tuple(
-            Holding(
-                EntityId(e.owner),
-                EntityId(e.id),
-                Fraction(e.share).limit_denominator(1000),
-                board_control=e.share > 0.5,
-            )
-            for e in self.scenario.entities
-            if e.owner is not None
-        )
         return UsageDocument(
-            entities=entities, holdings=holdings, runs=tuple(self.runs.values()), windows=()
+            entities=entities,
+            holdings=self.world.holdings,
+            runs=tuple(self.runs.values()),
+            windows=(),
         )
 
     def _audit(self, at: datetime) -> None:
@@ -825,9 +832,9 @@ class Engine:
         run = self.runs.get(job)
         if run is not None:
             return self.world.group(str(run.owner))
-        for spec in self.scenario.workloads:
-            if job.startswith(spec.id):
-                return self.world.group(self.world.clusters[spec.cluster].entity)
+        spec = _workload_of_job(self.scenario.workloads, job)
+        if spec is not None:
+            return self.world.group(self.world.clusters[spec.cluster].entity)
         return set()
 
     def _outcome(self, began: float) -> Outcome:
@@ -920,6 +927,57 @@ class Engine:
         groups = {self.world.root(e) for e in strategy.entities if e in self.world.entities}
         moments = [self.tally.crossed[g] for g in groups if g in self.tally.crossed]
         return min(moments, default=None)
+
+
+#: What strategies append to a workload's id to name the jobs they make of it: a chunk
+#: (``-c3``), a run moved to a subsidiary (``-sub``), training served as inference (``-serve``).
+_JOB_SUFFIXES = r"(?:-c[0-9]+|-sub|-serve)*"
+
+
+def _workload_of_job(workloads: tuple[WorkloadSpec, ...], job: str) -> WorkloadSpec | None:
+    """The workload whose job ``job`` is: its id, or its id with the suffixes strategies add;
+    the longest such id (workload ``b`` does not claim ``b-train``'s jobs)."""
+    matches = [w for w in workloads if re.fullmatch(re.escape(w.id) + _JOB_SUFFIXES, job)]
+    return max(matches, key=lambda w: len(w.id), default=None)
+
+
+def _in_process_only(scenario: Scenario) -> str | None:
+    """The strategy of ``scenario`` that runs in process only (a split view), if any."""
+    return next((a.strategy for a in scenario.actors if STRATEGIES[a.strategy].split_view), None)
+
+
+def http_supported(scenario: Scenario) -> bool:
+    """Whether ``scenario`` can run over HTTP (see :func:`check_http`)."""
+    return _in_process_only(scenario) is None
+
+
+def check_http(scenario: Scenario) -> None:
+    """Refuse a scenario that cannot run over HTTP, before anything of it runs.
+
+    Raises:
+        InputError: ``scenario.http_unsupported``, naming the scenario and the strategy.
+    """
+    strategy = _in_process_only(scenario)
+    if strategy is not None:
+        raise InputError(
+            "scenario.http_unsupported",
+            f"scenario {scenario.name}: {strategy} (a split view) runs in process only",
+            remediation="Run it without --http.",
+        )
+
+
+#: How long before the newest governance snapshot expires the signatories re-sign (a window
+#: is at most a day, and the audit that ends it must find the snapshot valid).
+RESIGN_BEFORE = timedelta(days=2)
+
+#: Governance metadata outlives the scenario by this much (and is good for a year at least).
+GOVERNANCE_MARGIN = timedelta(days=30)
+
+
+def governance_horizon(days: float) -> timedelta:
+    """How long the simulated governance metadata is valid from the start: a year, or the
+    scenario's length and a margin if that is longer (the auditor verifies it at the end)."""
+    return max(timedelta(days=365), timedelta(days=days) + GOVERNANCE_MARGIN)
 
 
 @dataclass

@@ -13,11 +13,13 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import uvicorn
+from tuf.api.metadata import Metadata, Snapshot
 
 from brakepedal.crypto.keys import CryptoSigner, generate_ed25519
 from brakepedal.governance.agreement import Agreement, Party, build_root, build_targets
 from brakepedal.governance.repository import (
     Proposal,
+    latest_version,
     propose_document,
     propose_metadata,
     propose_role,
@@ -94,7 +96,12 @@ class Signatories:
         start: datetime,
         origin: str,
         keys: Callable[[str], CryptoSigner] = lambda name: generate_ed25519(),
+        *,
+        horizon: timedelta = timedelta(days=365),
     ) -> None:
+        #: How long the agreement, the roles and the documents are valid from ``start``: past
+        #: the world's end, or the auditor's last run finds the metadata expired.
+        self.horizon = horizon
         self.parties = {f"party-{i}": keys(f"party-{i}") for i in range(1, 8)}
         self.authority = {f"authority-{i}": keys(f"authority-{i}") for i in range(1, 3)}
         self.operator = keys("operator")
@@ -113,7 +120,7 @@ class Signatories:
             log_origin=origin,
             log_vkey=log_signer.verifier().to_vkey(),
             max_sunset=timedelta(days=180),
-            expires=start + timedelta(days=365),
+            expires=start + horizon,
         )
         self.files: dict[str, bytes] = {}
 
@@ -126,7 +133,7 @@ class Signatories:
     def bootstrap_proposals(self, at: datetime) -> list[Proposal]:
         """Root, targets and the three roles, each signed by its quorum."""
         six = [f"party-{i}" for i in range(1, 7)]
-        expires = at + timedelta(days=365)
+        expires = at + self.horizon
         authority = list(self.authority)
         return [
             self.sign(propose_metadata("root-1", build_root(self.agreement)), six),
@@ -136,11 +143,26 @@ class Signatories:
             self.sign(propose_role("permits-1", "permits", expires=expires), authority),
         ]
 
+    def resigned_targets(self) -> Proposal:
+        """The top-level targets, unchanged, re-signed by the quorum at their next version:
+        the ceremony that keeps a quiet repository fresh (publishing it writes a new snapshot,
+        whose validity is limited, as TUF's is)."""
+        version = latest_version(self.files, "targets") + 1
+        six = [f"party-{i}" for i in range(1, 7)]
+        metadata = build_targets(self.agreement, version=version)
+        return self.sign(propose_metadata(f"targets-{version}", metadata), six)
+
+    def snapshot_expires(self) -> datetime | None:
+        """When the newest published snapshot expires (None before the first)."""
+        version = latest_version(self.files, "snapshot")
+        if version == 0:
+            return None
+        metadata = Metadata[Snapshot].from_bytes(self.files[f"metadata/{version}.snapshot.json"])
+        return metadata.signed.expires
+
     def document(self, name: str, path: str, data: bytes, signers: list[str]) -> Proposal:
         """A governance document (order, permit, lift) signed by ``signers``."""
-        proposal = propose_document(
-            self.files, name, path, data, expires=self.start + timedelta(days=365)
-        )
+        proposal = propose_document(self.files, name, path, data, expires=self.start + self.horizon)
         return self.sign(proposal, signers)
 
     @property

@@ -20,10 +20,19 @@ from typing import Any
 
 from brakepedal.audit.sampling import catch_probability
 from brakepedal.errors import InputError
-from brakepedal.sim.engine import ActorOutcome, Outcome, run_scenario
+from brakepedal.sim.engine import ActorOutcome, Outcome, check_http, run_scenario
 from brakepedal.sim.scenario import Scenario
 
-__all__ = ["MatrixRow", "SweepPoint", "matrix", "plot_matrix", "plot_sweep", "rows_of", "sweep"]
+__all__ = [
+    "MatrixRow",
+    "SweepPoint",
+    "matrix",
+    "plot_matrix",
+    "plot_sweep",
+    "rows_of",
+    "seeds_of",
+    "sweep",
+]
 
 Progress = Callable[[str, int, int], None]
 
@@ -48,26 +57,40 @@ class MatrixRow:
         return None if not self.defected else self.caught / self.defected
 
 
+def seeds_of(scenario: Scenario, count: int) -> list[int]:
+    """The seeds of ``count`` runs of ``scenario``: its own ``seed``, then the next ones."""
+    if count < 1:
+        raise InputError("sim.seeds_invalid", f"seeds must be 1 or more, got {count}")
+    return [scenario.seed + k for k in range(count)]
+
+
 def matrix(
     scenarios: Sequence[Scenario],
-    seeds: Sequence[int],
+    seeds: int = 1,
     *,
     progress: Progress | None = None,
     http: bool = False,
 ) -> list[Outcome]:
-    """Every scenario under every seed (``http``: through the registry's HTTP API)."""
+    """Every scenario under ``seeds`` seeds each, from its own: ``seed``, ``seed + 1``, ...
+    (each outcome records its seed). With ``http``, through the registry's HTTP API; a
+    scenario that cannot run so is refused before any runs (``scenario.http_unsupported``)."""
+    if http:
+        for scenario in scenarios:
+            check_http(scenario)
+    plan = [(scenario, seed) for scenario in scenarios for seed in seeds_of(scenario, seeds)]
     outcomes = []
-    total = len(scenarios) * len(seeds)
-    for i, scenario in enumerate(scenarios):
-        for j, seed in enumerate(seeds):
-            outcomes.append(run_scenario(scenario, seed=seed, http=http))
-            if progress is not None:
-                progress("scenario runs", i * len(seeds) + j + 1, total)
+    for done, (scenario, seed) in enumerate(plan, start=1):
+        outcomes.append(run_scenario(scenario, seed=seed, http=http))
+        if progress is not None:
+            progress("scenario runs", done, len(plan))
     return outcomes
 
 
 def rows_of(outcomes: Sequence[Outcome]) -> list[MatrixRow]:
-    """One row per (scenario, defecting strategy); honest scenarios give a row too."""
+    """One row per (scenario, defecting strategy); honest scenarios give a row too.
+
+    ``runs`` and the false findings count each run once, however many of its actors follow
+    the strategy; ``defected``, ``caught`` and the hours count actors."""
     grouped: dict[tuple[str, str], list[tuple[Outcome, Any]]] = {}
     for outcome in outcomes:
         defecting: list[ActorOutcome | None] = [a for a in outcome.actors if a.strategy != "honest"]
@@ -76,6 +99,8 @@ def rows_of(outcomes: Sequence[Outcome]) -> list[MatrixRow]:
             grouped.setdefault((outcome.scenario, name), []).append((outcome, actor))
     rows = []
     for (scenario, strategy), items in grouped.items():
+        # Each run once (an Outcome holds dicts, so it is told apart by identity).
+        runs = list({id(o): o for o, _ in items}.values())
         actors = [a for _, a in items if a is not None and a.defected]
         caught = [a for a in actors if a.caught is not None]
         hours = [h for a in caught if (h := a.hours_to_finding) is not None]
@@ -84,14 +109,14 @@ def rows_of(outcomes: Sequence[Outcome]) -> list[MatrixRow]:
             MatrixRow(
                 strategy=strategy,
                 scenario=scenario,
-                runs=len(items),
+                runs=len(runs),
                 defected=len(actors),
                 caught=len(caught),
                 median_hours=statistics.median(hours) if hours else None,
                 first_detectors=tuple(sorted(set(firsts))),
-                false_high=sum(len(o.false_high) for o, _ in items),
-                false_low=sum(len(o.false_low) for o, _ in items),
-                false_refusals=sum(len(o.false_refusals) for o, _ in items),
+                false_high=sum(len(o.false_high) for o in runs),
+                false_low=sum(len(o.false_low) for o in runs),
+                false_refusals=sum(len(o.false_refusals) for o in runs),
             )
         )
     return sorted(rows, key=lambda r: (r.strategy != "honest", r.scenario))

@@ -9,7 +9,8 @@ strategy of :mod:`brakepedal.sim.strategies` with its parameters), and how the a
 
 Parsing is strict: YAML without aliases, merge keys or duplicate keys; every field known; every
 reference resolved (an owner, a cluster, a lineage's earlier workload, an order a lift lifts);
-no ownership cycle; no device given to two workloads at once. Every defect is an
+no ownership cycle; no device given to two workloads at once (or within one window); ``days``
+a whole number of windows. Every defect is an
 :class:`~brakepedal.errors.InputError` ``scenario.*`` whose message names the file and the
 field's path (``workloads[2].cluster``). Example files ship in ``brakepedal/sim/scenarios``.
 """
@@ -61,7 +62,10 @@ class _Model(BaseModel):
 
 
 class Entity(_Model):
-    """A lab, subsidiary or cloud; ``owner`` holds ``share`` of its votes (1: wholly owned)."""
+    """A lab, subsidiary or cloud; ``owner`` holds ``share`` of its votes (1: wholly owned).
+
+    More than one half is control (the accounting's rule, :mod:`brakepedal.accounting.groups`):
+    the entity is in its owner's group; one half or less, it heads a group of its own."""
 
     id: Name
     owner: Name | None = None
@@ -83,7 +87,8 @@ class Cluster(_Model):
 
 class WorkloadSpec(_Model):
     """A job on devices ``[first, first + devices)`` of ``cluster`` for ``hours`` from
-    ``start_hour`` (``hours`` absent: to the end)."""
+    ``start_hour`` (``hours`` absent: to the end), to the minute. A device's report names one
+    job, so two workloads may not share a device within one window."""
 
     id: Name
     kind: Literal["pretraining", "finetune", "rl", "inference", "hpc"]
@@ -290,14 +295,15 @@ def _check_references(s: Scenario, name: str) -> None:
     _unique(name, "entities", [e.id for e in s.entities])
     _unique(name, "clusters", [c.id for c in s.clusters])
     _unique(name, "workloads", [w.id for w in s.workloads])
-    g = s.governance
-    events = [o.id for o in g.orders] + [p.id for p in g.permits] + [lf.id for lf in g.lifts]
-    _unique(name, "governance", events)
+    _unique_governance(s.governance, name)
+    _check_length(s, name)
     for i, entity in enumerate(s.entities):
         if entity.id == "registry":
             _fail(name, f"entities[{i}].id", "'registry' names the registry's operator")
         if entity.owner is not None and entity.owner not in entities:
             _fail(name, f"entities[{i}].owner", f"no entity {entity.owner!r}")
+    # Every owner is known now: the walks below cannot leave the graph.
+    for i, entity in enumerate(s.entities):
         seen = {entity.id}
         owner = entity.owner
         while owner is not None:
@@ -364,6 +370,55 @@ def _unique(name: str, where: str, ids: list[str]) -> None:
         seen.add(item)
 
 
+def _unique_governance(g: GovernanceEvents, name: str) -> None:
+    """Orders, permits and lifts share one namespace (they are published by id): a second use
+    of an id is refused at its own path (``governance.lifts[0].id``), naming the first."""
+    seen: dict[str, str] = {}
+    lists: tuple[tuple[str, tuple[OrderEvent | PermitEvent | LiftEvent, ...]], ...] = (
+        ("orders", g.orders),
+        ("permits", g.permits),
+        ("lifts", g.lifts),
+    )
+    for where, events in lists:
+        for i, event in enumerate(events):
+            path = f"governance.{where}[{i}].id"
+            first = seen.get(event.id)
+            if first is not None:
+                _fail(
+                    name,
+                    path,
+                    f"{event.id!r} appears twice (first at {first})",
+                    "scenario.duplicate_id",
+                )
+            seen[event.id] = path
+
+
+def _whole(value: float) -> int | None:
+    """``value`` as an integer if it is one (to a millionth), else None."""
+    nearest = round(value)
+    return nearest if abs(value - nearest) < 1e-6 else None
+
+
+def _check_length(s: Scenario, name: str) -> None:
+    """The scenario is a whole number of windows: the world runs window by window, and a
+    last window past the end would simulate (and audit) time the scenario does not have."""
+    minutes = _whole(s.days * 24 * 60)
+    if minutes is None or minutes % s.window_minutes:
+        _fail(
+            name,
+            "days",
+            f"{s.days:g} days ({s.days * 24 * 60:g} minutes) is not a whole number of "
+            f"{s.window_minutes}-minute windows (window_minutes)",
+            "scenario.field_invalid",
+        )
+
+
+def _window_span(s: Scenario, start_hour: float, end_hour: float) -> tuple[int, int]:
+    """The windows (by index) a span of hours touches, to the minute: [first, last)."""
+    begin, end = round(start_hour * 60), round(end_hour * 60)
+    return begin // s.window_minutes, -(-end // s.window_minutes)
+
+
 def _check_workloads(s: Scenario, clusters: dict[str, Cluster], name: str) -> None:
     taken: dict[str, list[tuple[int, int, float, float, str]]] = {}
     for i, w in enumerate(s.workloads):
@@ -371,13 +426,19 @@ def _check_workloads(s: Scenario, clusters: dict[str, Cluster], name: str) -> No
         if cluster is None:
             _fail(name, f"workloads[{i}].cluster", f"no cluster {w.cluster!r}")
             return
+        if w.first >= cluster.devices:
+            _fail(
+                name,
+                f"workloads[{i}].first",
+                f"device {w.first} is not in {w.cluster} (devices 0..{cluster.devices - 1})",
+            )
         count = w.devices if w.devices is not None else cluster.devices - w.first
-        if count < 1 or w.first + count > cluster.devices:
+        if w.first + count > cluster.devices:
             _fail(
                 name,
                 f"workloads[{i}].devices",
                 f"devices {w.first}..{w.first + count - 1} are not all in {w.cluster} "
-                f"({cluster.devices} devices)",
+                f"(devices 0..{cluster.devices - 1})",
             )
         if w.start_hour >= s.hours:
             _fail(name, f"workloads[{i}].start_hour", f"after the scenario's end ({s.hours} h)")
@@ -387,13 +448,26 @@ def _check_workloads(s: Scenario, clusters: dict[str, Cluster], name: str) -> No
                 f"workloads[{i}].lineage",
                 "training workloads name a lineage, others do not",
             )
-        end = w.start_hour + (w.hours if w.hours is not None else s.hours)
+        # Absent hours: to the end of the scenario (not start_hour + the scenario's length).
+        end = min(s.hours, w.start_hour + w.hours) if w.hours is not None else s.hours
+        span = _window_span(s, w.start_hour, end)
         for first, last, start, stop, other in taken.get(w.cluster, []):
-            if first < w.first + count and w.first < last and start < end and w.start_hour < stop:
+            if not (first < w.first + count and w.first < last):
+                continue
+            if start < end and w.start_hour < stop:
                 _fail(
                     name,
                     f"workloads[{i}]",
                     f"shares devices of {w.cluster} with workload {other!r} at the same time",
+                    "scenario.devices_overlap",
+                )
+            theirs = _window_span(s, start, stop)
+            if span[0] < theirs[1] and theirs[0] < span[1]:
+                _fail(
+                    name,
+                    f"workloads[{i}]",
+                    f"shares devices of {w.cluster} with workload {other!r} within one "
+                    f"{s.window_minutes}-minute window (a device's report names one job)",
                     "scenario.devices_overlap",
                 )
         taken.setdefault(w.cluster, []).append((w.first, w.first + count, w.start_hour, end, w.id))

@@ -180,6 +180,11 @@ class SubsidiarySplit(Strategy):
 
     _pairs: dict[str, Device] | None = None
 
+    def _own(self) -> set[str]:
+        # The actor acts through the subsidiary's devices even where its holding is no control
+        # under the accounting's rule (and the subsidiary a group of its own).
+        return self.world.group(self.actor.entity) | {str(self.actor.params["to"])}
+
     def bypasses_gate(self, device: Device, start: datetime) -> bool:
         # The moved job passes the subsidiary's gate as a small new lineage.
         return self.active(start) and device.entity == self.actor.params.get("to")
@@ -213,8 +218,15 @@ class ChunkedRun(Strategy):
         return f"{work.workload}-c{chunk}", devices * left
 
     def _chunk(self, start: datetime) -> tuple[int, int, int]:
+        """(chunk length, minutes since the first chunk began, chunk number) at ``start``.
+
+        The first chunk begins with the first window at or after ``at_hour`` (the strategy
+        acts from there, as every strategy does), so chunks begin and end on window
+        boundaries, where a chunk's snapshots are committed, whatever ``at_hour`` is."""
         chunk_minutes = round(_number(self.actor, "chunk_hours", 6) * 60)
-        minute = self.world.minute_of(start) - round(self.actor.at_hour * 60)
+        window = self.world.minutes_per_window
+        origin = -(-round(self.actor.at_hour * 60) // window) * window
+        minute = self.world.minute_of(start) - origin
         return chunk_minutes, minute, minute // chunk_minutes
 
     def work(self, device: Device, start: datetime, work: Work) -> Work:
@@ -271,7 +283,9 @@ class ThrottleAsInference(Strategy):
             return work
         self.mark(start)
         duty = int(_number(self.actor, "duty", 5))
-        shapes = tuple(Shape("throttled", duty, s.variant) for s in work.shapes)
+        shapes = tuple(
+            Shape("throttled", duty, s.variant) if s.kind != "idle" else s for s in work.shapes
+        )
         return replace(work, shapes=shapes, label=Workload.INFERENCE, job=f"{work.job}-serve")
 
 
@@ -286,7 +300,8 @@ class MixedTrainingInference(Strategy):
             return work
         self.mark(start)
         shapes = tuple(
-            Shape("train", 10, s.variant) if i % 3 != 2 else s for i, s in enumerate(work.shapes)
+            Shape("train", 10, s.variant) if i % 3 != 2 and s.kind != "idle" else s
+            for i, s in enumerate(work.shapes)
         )
         return replace(work, shapes=shapes)
 

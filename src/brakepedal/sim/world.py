@@ -16,10 +16,13 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from fractions import Fraction
 
 from brakepedal.accounting.catalogue import Catalogue
+from brakepedal.accounting.groups import Holding, OwnershipGraph
 from brakepedal.accounting.usage import Workload
 from brakepedal.crypto.keys import CryptoSigner, generate_ed25519
+from brakepedal.model.types import EntityId
 from brakepedal.sim.scenario import Scenario, WorkloadSpec
 from brakepedal.sim.telemetry import Shape
 from brakepedal.wire.report import GENESIS_PREVIOUS
@@ -157,6 +160,7 @@ class World:
                 self.by_id[device.id] = device
             self._cluster_devices[cluster.id] = members
         self.minutes_per_window = scenario.window_minutes
+        #: Per device: (first minute, end minute, workload), to the minute from the start.
         self._segments: dict[str, list[tuple[int, int, WorkloadSpec]]] = {}
         for spec in scenario.workloads:
             start = round(spec.start_hour * 60)
@@ -172,19 +176,35 @@ class World:
                 self._segments.setdefault(device.id, []).append((start, end, spec))
         self._job_codes: dict[str, int] = {}
         self._window_shapes: dict[tuple[str, int], tuple[Shape, ...]] = {}
+        #: What the entities declare they hold (the auditor reads the same holdings).
+        self.holdings = tuple(
+            Holding(
+                EntityId(e.owner),
+                EntityId(e.id),
+                Fraction(e.share).limit_denominator(1000),
+                board_control=e.share > 0.5,
+            )
+            for e in scenario.entities
+            if e.owner is not None
+        )
+        #: Groups under the accounting's control rule (more than one half), as the auditor
+        #: forms them: a minority holding is no control, and its entity is a group of its own.
+        self.ownership = OwnershipGraph((EntityId(e) for e in self.entities), self.holdings)
+        self._members: dict[str, frozenset[str]] = {}
 
     # ------------------------------------------------------------------ ownership
 
     def root(self, entity: str) -> str:
-        """The top of ``entity``'s ownership chain (its group's head)."""
-        while (owner := self.entities[entity].owner) is not None:
-            entity = owner
-        return entity
+        """The name of ``entity``'s ownership group (its ultimate controlling parent)."""
+        return str(self.ownership.group_of(EntityId(entity)))
 
     def group(self, entity: str) -> set[str]:
-        """Every entity under the same head as ``entity``."""
-        head = self.root(entity)
-        return {e for e in self.entities if self.root(e) == head}
+        """Every entity of ``entity``'s ownership group."""
+        head = self.ownership.group_of(EntityId(entity))
+        members = self._members.get(head)
+        if members is None:
+            members = self._members[head] = frozenset(str(e) for e in self.ownership.members(head))
+        return set(members)
 
     def devices_of(self, entity: str) -> list[Device]:
         return [d for d in self.devices if d.entity == entity]
@@ -202,13 +222,17 @@ class World:
     # ------------------------------------------------------------------ work
 
     def planned(self, device: Device, start: datetime) -> Work:
-        """What the scenario schedules on ``device`` for the window from ``start``."""
+        """What the scenario schedules on ``device`` for the window from ``start``: its
+        workload's minutes, to the minute (a job starting or ending inside the window leaves
+        the device idle for the rest of it). A window holds one workload at most (the
+        scenario's check): a report names one job."""
         first = self.minute_of(start)
         count = self.minutes_per_window
         segments = self._segments.get(device.id, ())
         spec: WorkloadSpec | None = None
+        begin = end = 0
         for begin, end, candidate in segments:
-            if begin <= first < end:
+            if begin < first + count and first < end:
                 spec = candidate
                 break
         if spec is None:
@@ -219,8 +243,10 @@ class World:
             # Every device of a job draws the same minutes: computed once per job and window.
             if len(self._window_shapes) > 4096:
                 self._window_shapes.clear()
+            idle = Shape("idle")
             shapes = self._window_shapes[key] = tuple(
-                self.shape(spec, first + i) for i in range(count)
+                self.shape(spec, minute) if begin <= minute < end else idle
+                for minute in range(first, first + count)
             )
         return Work(
             shapes,

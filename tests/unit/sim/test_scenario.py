@@ -106,6 +106,14 @@ def _append(path: str, item: object) -> Change:
     return change
 
 
+def _both(*changes: Change) -> Change:
+    def change(document: Document) -> None:
+        for each in changes:
+            each(document)
+
+    return change
+
+
 BAD: list[Any] = [
     pytest.param(_set("format", "other"), "scenario.field_invalid", "format", id="format-unknown"),
     pytest.param(_set("name", ...), "scenario.field_missing", "name", id="name-missing"),
@@ -138,6 +146,47 @@ BAD: list[Any] = [
         "scenario.reference_invalid",
         "owner",
         id="ownership-cycle",
+    ),
+    pytest.param(
+        # The cycle walk from lab-a reaches lab-a-sub's unknown owner before lab-a-sub's own
+        # check: refused at lab-a-sub's owner, not a KeyError.
+        _set(
+            "entities", [{"id": "lab-a", "owner": "lab-a-sub"}, {"id": "lab-a-sub", "owner": "z"}]
+        ),
+        "scenario.reference_invalid",
+        "entities[1].owner: no entity 'z'",
+        id="owner-chain-to-unknown",
+    ),
+    pytest.param(
+        _set("workloads.0.first", 6),
+        "scenario.reference_invalid",
+        "workloads[0].first: device 6 is not in c1 (devices 0..3)",
+        id="workload-first-beyond-cluster",
+    ),
+    pytest.param(
+        _set("days", 1.01),
+        "scenario.field_invalid",
+        "days: 1.01 days (1454.4 minutes) is not a whole number of 60-minute windows",
+        id="days-not-whole-windows",
+    ),
+    pytest.param(
+        # Half a day of daily windows: the world would simulate (and audit) a whole day.
+        _both(_set("days", 0.5), _set("window_minutes", 1440)),
+        "scenario.field_invalid",
+        "days: 0.5 days (720 minutes) is not a whole number of 1440-minute windows",
+        id="days-not-whole-windows-daily",
+    ),
+    pytest.param(
+        _both(
+            _set("workloads.0.hours", 5.5),
+            _append(
+                "workloads",
+                {"id": "w2", "kind": "inference", "cluster": "c1", "start_hour": 5.5, "hours": 1},
+            ),
+        ),
+        "scenario.devices_overlap",
+        "workloads[1]: shares devices of c1 with workload 'w1' within one 60-minute window",
+        id="devices-shared-within-a-window",
     ),
     pytest.param(
         _set("entities.1.share", 1.5),
@@ -430,16 +479,17 @@ _names = st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True)
 @given(
     entities=st.lists(_names, min_size=1, max_size=4, unique=True),
     devices=st.integers(1, 64),
-    days=st.floats(0.05, 30),
+    windows=st.integers(1, 30),
     window=st.sampled_from([5, 15, 60, 240, 1440]),
 )
 def test_generated_scenarios_parse_and_keep_their_values(
-    entities: list[str], devices: int, days: float, window: int
+    entities: list[str], devices: int, windows: int, window: int
 ) -> None:
     document = {
         "format": "brakepedal.scenario",
         "name": "gen",
-        "days": days,
+        # A whole number of windows, written as a (often inexact) float of days.
+        "days": windows * window / 1440,
         "window_minutes": window,
         "entities": [{"id": e} for e in entities],
         "clusters": [{"id": f"c-{e}", "entity": e, "devices": devices} for e in entities],
@@ -481,3 +531,68 @@ def test_the_example_in_the_docs_parses() -> None:
     example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
     scenario = parse_scenario(example, name="docs/simulator.md")
     assert scenario.name == "subsidiary-split"
+
+
+def test_duplicate_governance_ids_name_the_list_and_the_first_use() -> None:
+    """Orders, permits and lifts share one namespace; the path is the second use's own."""
+    document = minimal()
+    document["governance"]["permits"] = [
+        {
+            "id": "p1",
+            "at_hour": 1,
+            "order": "o1",
+            "owner_group": "lab-a",
+            "lineage": "l1",
+            "budget_device_hours": 1,
+            "valid_hours": 2,
+        }
+    ]
+    document["governance"]["lifts"] = [{"id": "p1", "at_hour": 3, "lifts": "o1"}]
+    with pytest.raises(InputError) as error:
+        parse_scenario(_dump(document), name="bad.yaml")
+    assert error.value.reason == "scenario.duplicate_id"
+    assert error.value.message == (
+        "scenario bad.yaml: governance.lifts[0].id: 'p1' appears twice "
+        "(first at governance.permits[0].id)"
+    )
+    document["governance"]["lifts"] = []
+    document["governance"]["orders"].append(dict(document["governance"]["orders"][0]))
+    with pytest.raises(InputError) as error:
+        parse_scenario(_dump(document), name="bad.yaml")
+    assert "governance.orders[1].id: 'o1' appears twice" in error.value.message
+
+
+def test_a_first_device_beyond_the_cluster_is_named_as_first_with_or_without_devices() -> None:
+    for extra in ({}, {"devices": 1}):
+        document = minimal()
+        document["workloads"][0] |= {"first": 6, **extra}
+        with pytest.raises(InputError) as error:
+            parse_scenario(_dump(document), name="bad.yaml")
+        assert "workloads[0].first: device 6 is not in c1" in error.value.message
+        assert "6..3" not in error.value.message
+
+
+@pytest.mark.parametrize(
+    ("days", "window"), [(1, 60), (0.25, 30), (1 / 3, 480), (7, 1440), (5 / 1440, 5)]
+)
+def test_whole_windows_of_days_are_accepted(days: float, window: int) -> None:
+    document = minimal() | {"days": days, "window_minutes": window}
+    document["workloads"][0]["hours"] = days * 24
+    document["governance"]["orders"][0]["at_hour"] = 0
+    assert parse_scenario(_dump(document)).days == days
+
+
+def test_back_to_back_workloads_on_window_boundaries_are_accepted() -> None:
+    """One device, one job per window: b-train then b-tune at hour 6 (a boundary)."""
+    document = minimal()
+    document["workloads"].append(
+        {
+            "id": "w2",
+            "kind": "finetune",
+            "cluster": "c1",
+            "lineage": "l1",
+            "start_hour": 6,
+            "hours": 2,
+        }
+    )
+    assert len(parse_scenario(_dump(document)).workloads) == 2
