@@ -18,7 +18,10 @@ witnesses' keys and their threshold) and its own state (:mod:`brakepedal.audit.s
    are signed by the auditor's key, and the state is committed in one transaction.
 
 Nothing stops at the first defect: every check adds findings and the run goes on where it can
-(entries are not read from a log that failed a consistency check: they could be anything).
+(entries are not read from a log that failed a consistency check: they could be anything). A
+question the registry does not answer (a page of entries, the witnessed checkpoint, a proof, a
+challenged entry) is ``registry.answer_invalid`` and the run still commits; only a newest
+checkpoint that does not verify stops it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from brakepedal.accounting.usage import Workload
 from brakepedal.audit import accounting
 from brakepedal.audit.declarations import declaration_findings
 from brakepedal.audit.detectors import Draft, Evidence, Thresholds, day_of, detect
-from brakepedal.audit.findings import EntryEvidence, Finding, FindingSet, Severity
+from brakepedal.audit.findings import EntryEvidence, Finding, FindingSet, Severity, finding_id
 from brakepedal.audit.policy_check import policy_findings
 from brakepedal.audit.sampling import SamplePlan, plan
 from brakepedal.audit.shipments import shipment_findings
@@ -56,7 +59,7 @@ from brakepedal.audit.workload import training_minutes
 from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.dsse import ParsedEnvelope, parse_envelope
 from brakepedal.crypto.keys import Signer, public_key_from_json, public_key_to_json
-from brakepedal.errors import BrakepedalError, InputError, TransportError, TrustError
+from brakepedal.errors import BrakepedalError, InputError, TrustError
 from brakepedal.governance.view import GovernanceView, LogEvidence
 from brakepedal.model.types import format_utc
 from brakepedal.policy.load import parse_policy
@@ -81,7 +84,7 @@ from brakepedal.wire.report import (
     report_signed_by,
     verify_minutes,
 )
-from brakepedal.wire.report_format import parse_report
+from brakepedal.wire.report_format import UsageReport, parse_report
 
 __all__ = ["AuditConfig", "AuditResult", "Auditor", "open_challenges"]
 
@@ -150,6 +153,15 @@ class _Run:
     context: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Governance:
+    """The policy in force and the orders and permits a run holds the log to."""
+
+    policy: Policy | None
+    orders: tuple[PauseOrderTerms, ...] = ()
+    permits: tuple[PermitTerms, ...] = ()
+
+
 class Auditor:
     """Audits one log into one state directory."""
 
@@ -176,25 +188,7 @@ class Auditor:
         latest, witnessed = self._checkpoints(source, run)
         known = self.state.leaf_hashes()
         verified = len(known)
-        size = latest.checkpoint.size
-        new: list[bytes] = []
-        if run.trusted_entries and size > verified:
-            new = self._fetch(source, verified, size, progress)
-            leaves = known + [leaf_hash(entry) for entry in new]
-            if root_from_leaf_hashes(leaves) != latest.checkpoint.root_hash:
-                run.trusted_entries = False
-                run.drafts.append(
-                    _log_draft(
-                        "log.entries_mismatch",
-                        "the entries served are the ones the checkpoint commits to",
-                        f"entries {verified}..{size} served by {source.name} do not give the "
-                        f"root of the signed checkpoint of size {size}",
-                        {"size": size},
-                    )
-                )
-                new, leaves = [], known
-        else:
-            leaves = known
+        new, leaves = self._entries(source, latest, known, progress, run)
         devices = self.state.devices()
         reader = self._read(new, verified, devices, progress)
         fresh_devices, reports, bad, kinds = (
@@ -207,8 +201,15 @@ class Auditor:
         all_devices = {**devices, **{d.device: d for d in fresh_devices}}
         all_reports = self.state.reports() + reports
         all_bad = self.state.bad_entries() + bad
+        # The policy in force sets the allowed gap between reports (device.silent).
+        governance = self._governance(source, moment, run)
         evidence = Evidence(
-            all_devices, all_reports, all_bad, moment, self.config.catalogue, self.config.thresholds
+            all_devices,
+            all_reports,
+            all_bad,
+            moment,
+            self.config.catalogue,
+            _thresholds(self.config.thresholds, governance.policy),
         )
         run.drafts += _detect(evidence, trusted=run.trusted_entries)
         if self.config.shipments is not None and run.trusted_entries:
@@ -217,7 +218,7 @@ class Auditor:
         run.drafts += self._challenges(source, moment)
         if self.config.declarations is not None:
             run.drafts += declaration_findings(self.config.declarations, all_reports, all_snapshots)
-        run.drafts += self._policy(source, moment, all_devices, all_reports, run)
+        run.drafts += self._policy(governance, moment, all_devices, all_reports, run)
         days = sorted({day_of(r.window_start_us) for r in all_reports})
         published = self._aggregates(source, days, tree_size=verified + len(new), run=run)
         run.drafts += accounting.compare(
@@ -225,8 +226,12 @@ class Auditor:
         )
         tree_size = len(leaves) if run.trusted_entries else verified
         root = root_from_leaf_hashes(leaves[:tree_size]) if tree_size else b""
-        proven = [d for d in run.drafts if d.detector in _PROOFS_OF_FORK and d not in standing]
-        findings = tuple(self._finish(draft, leaves[:tree_size], root) for draft in run.drafts)
+        # A standing proof of a fork is also found again while the log still shows it: one
+        # finding per id (the standing draft, first, keeps the notes it was proven with).
+        drafts = _unique(run.drafts)
+        stood = {_draft_id(d) for d in standing}
+        proven = [d for d in drafts if d.detector in _PROOFS_OF_FORK and _draft_id(d) not in stood]
+        findings = tuple(self._finish(draft, leaves[:tree_size], root) for draft in drafts)
         known_ids = self.state.known_findings()
         new_ids = tuple(sorted({f.id for f in findings} - set(known_ids)))
         signed = None
@@ -306,7 +311,17 @@ class Auditor:
     ) -> tuple[SignedCheckpoint, tuple[str, ...]] | None:
         if not self.config.witnesses:
             return None
-        note = source.witnessed_checkpoint(self.config.witness_threshold)
+        try:
+            note = source.witnessed_checkpoint(self.config.witness_threshold)
+        except BrakepedalError as e:
+            # A refusal proves nothing either way: the newest checkpoint is still checked
+            # against memory, as when the registry has no witnessed checkpoint to offer.
+            run.drafts.append(
+                _answer_draft(
+                    "witnessed checkpoint", f"cosignatures={self.config.witness_threshold}", e
+                )
+            )
+            return None
         if note is None:
             return None
         opened = self._open(note, run, "witnessed")
@@ -361,19 +376,22 @@ class Auditor:
             if pair is None or pair[0] == 0:
                 continue
             notes = (old.note, new.raw) if old else (new.raw, newer.note if newer else b"")
-            verdict = self._consistent(source, pair, notes, run)
+            verdict = self._consistent(source, pair, notes, run, served_is_old=old is None)
             if verdict is None:
                 run.trusted_entries = False  # unproven: read nothing new, claim nothing
             elif not verdict:
                 consistent = False
-        if larger is not None:
+        rolled = self._rolled_back(seen, size, names)
+        if rolled is not None:
+            which = "a witnessed checkpoint" if names else "a checkpoint"
+            before = "witnessed one" if names else "one"
             run.drafts.append(
                 _log_draft(
                     "log.rollback",
                     "a log only grows",
-                    f"{source.name} serves a checkpoint of size {size}, smaller than the "
-                    f"{larger.size} it served before",
-                    {"size": size, "seen": larger.size},
+                    f"{source.name} serves {which} of size {size}, smaller than the "
+                    f"{before} of size {rolled.size} this auditor accepted before",
+                    {"size": size, "seen": rolled.size} | ({"witnessed": True} if names else {}),
                     severity=Severity.MEDIUM,
                 )
             )
@@ -382,39 +400,77 @@ class Auditor:
         if not consistent:
             run.trusted_entries = False
 
+    def _rolled_back(
+        self, seen: Sequence[SeenCheckpoint], size: int, names: tuple[str, ...]
+    ) -> SeenCheckpoint | None:
+        """The largest accepted checkpoint that a checkpoint of ``size`` went back behind.
+
+        The newest checkpoint is held to the newest accepted. A witnessed one lags the newest
+        (witnesses cosign what they saw, later), so it is held only to accepted checkpoints
+        that would answer the same question: cosigned by at least the threshold of the
+        witnesses this auditor trusts (the registry serves the largest of those)."""
+        if not names:
+            return max((c for c in seen if c.size > size), key=lambda c: c.size, default=None)
+        trusted = {w.name for w in self.config.witnesses}
+        return max(
+            (
+                c
+                for c in seen
+                if c.size > size
+                and c.witnesses
+                and set(c.witnesses) <= trusted
+                and len(set(c.witnesses)) >= max(self.config.witness_threshold, 1)
+            ),
+            key=lambda c: c.size,
+            default=None,
+        )
+
     def _consistent(
         self,
         source: EvidenceSource,
         pair: tuple[int, bytes, int, bytes],
         notes: tuple[bytes, bytes],
         run: _Run,
+        *,
+        served_is_old: bool,
     ) -> bool | None:
-        """Whether the registry proves the pair consistent; None when it could not be asked
-        (a transport error proves nothing either way)."""
+        """Whether the registry proves the pair consistent; None when it did not answer with a
+        proof (a refusal, an error, what is not the proof asked for: that proves nothing
+        either way). Only a proof that fails to verify shows a rewritten history."""
         old_size, old_root, new_size, new_root = pair
+        which = f"{old_size}-{new_size}"
         try:
             proof = parse_proof(source.consistency_proof(old_size, new_size))
             if not isinstance(proof, ConsistencyProof) or (proof.old_size, proof.new_size) != (
                 old_size,
                 new_size,
             ):
-                raise TrustError("audit.proof_invalid", "not the consistency proof asked for")
-            proof.verify(old_root, new_root)
-        except TransportError as e:
-            run.drafts.append(_answer_draft("consistency proof", f"{old_size}-{new_size}", e))
-            return None
+                raise InputError("audit.proof_invalid", "not the consistency proof asked for")
         except BrakepedalError as e:
+            run.drafts.append(_answer_draft("consistency proof", which, e))
+            return None
+        try:
+            proof.verify(old_root, new_root)
+        except BrakepedalError as e:
+            served, accepted = (old_size, new_size) if served_is_old else (new_size, old_size)
+            summary = (
+                f"the checkpoint of size {served} served now is not an extension of the one "
+                f"of size {accepted} this auditor accepted"
+                if not served_is_old
+                else f"the checkpoint of size {accepted} this auditor accepted is not an "
+                f"extension of the one of size {served} served now"
+            )
             run.drafts.append(
                 _log_draft(
                     "log.inconsistent",
                     "every checkpoint is consistent with every earlier one (invariant 3)",
-                    f"the checkpoint of size {new_size} is not an extension of the one of size "
-                    f"{old_size} this auditor accepted: the log's history was rewritten",
+                    f"{summary}: the log's history was rewritten",
                     {"old_size": old_size, "new_size": new_size, "new_root": new_root.hex()},
                     {
                         "reason": e.reason,
                         "old_root": old_root.hex(),
                         "new_root": new_root.hex(),
+                        "served_size": served,
                         "notes": [_text(notes[0]), _text(notes[1])],
                     },
                 )
@@ -424,12 +480,57 @@ class Auditor:
 
     # ------------------------------------------------------------------ entries
 
+    def _entries(
+        self,
+        source: EvidenceSource,
+        latest: SignedCheckpoint,
+        known: list[bytes],
+        progress: Progress | None,
+        run: _Run,
+    ) -> tuple[list[bytes], list[bytes]]:
+        """The entries beyond the ``known`` leaves, if they give the checkpoint's root, and
+        every leaf hash; none new when the log is not trusted or its entries cannot be read."""
+        verified, size = len(known), latest.checkpoint.size
+        if not run.trusted_entries or size <= verified:
+            return [], known
+        fetched = self._fetch(source, verified, size, progress, run)
+        if fetched is None:
+            # Not read: what they hold is unknown, so claim nothing about what is missing.
+            run.trusted_entries = False
+            return [], known
+        served = known + [leaf_hash(entry) for entry in fetched]
+        if root_from_leaf_hashes(served) == latest.checkpoint.root_hash:
+            return fetched, served
+        run.trusted_entries = False
+        run.drafts.append(
+            _log_draft(
+                "log.entries_mismatch",
+                "the entries served are the ones the checkpoint commits to",
+                f"entries {verified}..{size} served by {source.name} do not give the root of "
+                f"the signed checkpoint of size {size}",
+                {"size": size},
+            )
+        )
+        return [], known
+
     def _fetch(
-        self, source: EvidenceSource, start: int, end: int, progress: Progress | None
-    ) -> list[bytes]:
+        self,
+        source: EvidenceSource,
+        start: int,
+        end: int,
+        progress: Progress | None,
+        run: _Run,
+    ) -> list[bytes] | None:
+        """Entries ``[start, end)``; None (and a finding) when a page is refused or is not
+        a page: the run reads nothing new and still commits (the next run asks again)."""
         out: list[bytes] = []
         for first in range(start, end, 1000):
-            out += source.entries(first, min(end, first + 1000))
+            last = min(end, first + 1000)
+            try:
+                out += source.entries(first, last)
+            except BrakepedalError as e:
+                run.drafts.append(_answer_draft("entries", f"{first}-{last}", e))
+                return None
             if progress is not None:
                 progress("fetching entries", len(out), end - start)
         return out
@@ -473,32 +574,38 @@ class Auditor:
         return open_challenges(self.state, source, budget=budget, fraction=fraction, at=at)
 
     def _challenges(self, source: EvidenceSource, at: datetime) -> list[Draft]:
-        """Check every open challenge's answer; a draft per mismatch and per late answer."""
+        """Check every open challenge's answer: a draft per mismatch, per answer missing or
+        given after the deadline, and per answer the registry does not back (the challenged
+        entry, the answer's form): that is the registry's doing, and the challenge is checked
+        again next run."""
         drafts = []
+        deadline = self.config.challenge_deadline
         # A bundle cannot carry answers: open challenges wait for an audit of the registry.
         asking = isinstance(source, ChallengeSource)
         for opened in self.state.challenges():
             challenge = opened
+            answered = False
             if opened.status == "open" and isinstance(source, ChallengeSource):
                 try:
                     status = source.challenge_status(opened.id)
+                    minutes = status.get("minutes")
+                    timing = None if minutes is None else _answer_timing(status)
                 except BrakepedalError as e:
                     drafts.append(_answer_draft("challenge", str(opened.id), e))
                     continue
-                minutes = status.get("minutes")
-                checked = (
-                    None
-                    if minutes is None
-                    else _check_answer(
+                if timing is not None:
+                    answered = True  # the registry holds an answer: the device is not silent
+                    checked = _check_answer(
                         source, opened, minutes, self.state.leaf_hash(opened.log_index)
                     )
-                )
-                if checked is not None:
-                    verdict, detail = checked
-                    self.state.resolve_challenge(opened.id, verdict, detail)
-                    challenge = replace(opened, status=verdict, detail=detail)
+                    if isinstance(checked, Draft):
+                        drafts.append(checked)
+                    else:
+                        verdict, detail = _timed(checked, timing, deadline)
+                        self.state.resolve_challenge(opened.id, verdict, detail)
+                        challenge = replace(opened, status=verdict, detail=detail)
             asked = datetime.fromisoformat(challenge.requested_at.replace("Z", "+00:00"))
-            late = at - asked > self.config.challenge_deadline
+            late = at - asked > deadline
             if challenge.status == "mismatch":
                 why = "the revealed minute records do not rebuild the report it signed"
                 drafts.append(
@@ -509,10 +616,13 @@ class Auditor:
                 drafts.append(
                     _challenge_draft(challenge, "challenge.workload_mismatch", Severity.HIGH, why)
                 )
-            elif challenge.status == "open" and late and asking:
-                why = (
-                    f"no answer in {self.config.challenge_deadline} since {challenge.requested_at}"
+            elif challenge.status == "late":
+                why = f"not answered within {deadline}: {challenge.detail}"
+                drafts.append(
+                    _challenge_draft(challenge, "challenge.unanswered", Severity.HIGH, why)
                 )
+            elif challenge.status == "open" and late and asking and not answered:
+                why = f"no answer in {deadline} since {challenge.requested_at}"
                 drafts.append(
                     _challenge_draft(challenge, "challenge.unanswered", Severity.HIGH, why)
                 )
@@ -520,14 +630,9 @@ class Auditor:
 
     # ------------------------------------------------------------------ policy
 
-    def _policy(
-        self,
-        source: EvidenceSource,
-        at: datetime,
-        devices: dict[str, DeviceRow],
-        reports: list[ReportRow],
-        run: _Run,
-    ) -> list[Draft]:
+    def _governance(self, source: EvidenceSource, at: datetime, run: _Run) -> _Governance:
+        """The policy in force (configured, else the newest published), and the orders and
+        permits of the governance view verified from the agreement's root."""
         policy = self.config.policy
         orders: tuple[PauseOrderTerms, ...] = ()
         permits: tuple[PermitTerms, ...] = ()
@@ -557,6 +662,17 @@ class Auditor:
                     }
                     for p in permits
                 ]
+        return _Governance(policy, orders, permits)
+
+    def _policy(
+        self,
+        governance: _Governance,
+        at: datetime,
+        devices: dict[str, DeviceRow],
+        reports: list[ReportRow],
+        run: _Run,
+    ) -> list[Draft]:
+        policy, orders, permits = governance.policy, governance.orders, governance.permits
         if policy is None:
             return []
         run.context["policy"] = {
@@ -704,6 +820,31 @@ def _detect(evidence: Evidence, *, trusted: bool) -> list[Draft]:
     return drafts
 
 
+def _thresholds(configured: Thresholds, policy: Policy | None) -> Thresholds:
+    """The detectors' thresholds; an allowed gap not configured is the policy's
+    ``max_report_gap_minutes`` when a policy is in force (else the detectors' default)."""
+    if configured.allowed_gap is not None or policy is None:
+        return configured
+    gap = timedelta(minutes=policy.accounting.max_report_gap_minutes)
+    return replace(configured, allowed_gap=gap)
+
+
+def _draft_id(draft: Draft) -> str:
+    return finding_id(draft.detector, draft.subject, draft.key)
+
+
+def _unique(drafts: Sequence[Draft]) -> list[Draft]:
+    """The drafts, the first of each finding id only (a signed set names a finding once)."""
+    seen: set[str] = set()
+    out = []
+    for draft in drafts:
+        identity = _draft_id(draft)
+        if identity not in seen:
+            seen.add(identity)
+            out.append(draft)
+    return out
+
+
 #: Detectors that read an absence of reports or enrolments, which a lying log can cause.
 _ABSENCE_DETECTORS = frozenset({"device.silent"})
 
@@ -760,31 +901,33 @@ def _answer_draft(what: str, which: str, error: BrakepedalError) -> Draft:
 
 def _check_answer(
     source: EvidenceSource, challenge: Challenge, minutes: object, leaf: bytes | None
-) -> tuple[str, str | None] | None:
-    """``verified`` when the revealed records rebuild the report this auditor verified at that
-    log index, else ``mismatch``; None when the registry could not be asked (try again).
+) -> tuple[str, str | None] | Draft:
+    """The device's verdict: ``verified`` when the revealed records rebuild the report this
+    auditor verified at that log index, ``mismatch`` when they do not, ``mislabeled`` when they
+    show training under a label a policy may exempt. A draft instead when the registry does
+    not back the answer (the entry cannot be fetched, is not the one verified, the answer is
+    not minute records): that blames the registry, not the device, and the challenge stays
+    open.
 
     The report is fetched again but believed only if its leaf hash is the one verified before:
     a registry cannot answer a challenge with a report of its choosing.
     """
+    report = _challenged_report(source, challenge, leaf)
+    if isinstance(report, Draft):
+        return report
     try:
-        (entry,) = source.entries(challenge.log_index, challenge.log_index + 1)
-    except TransportError:
-        return None
-    except (BrakepedalError, ValueError) as e:
-        return "mismatch", f"the challenged entry could not be fetched: {e}"
-    try:
-        if leaf is None or leaf_hash(entry) != leaf:
-            raise TrustError(
-                "audit.entry_changed",
-                f"log entry {challenge.log_index} is not the one this auditor verified",
-            )
-        report = parse_report(parse_envelope(entry).payload)
-        if (str(report.device), report.sequence) != (challenge.device, challenge.sequence):
-            raise TrustError("audit.entry_changed", "the entry is another device's report")
         if not isinstance(minutes, list):
             raise InputError("audit.answer_invalid", "minutes is not a list")
         records = [parse_minute(canonical_json(m)) for m in minutes]
+    except BrakepedalError as e:
+        # The registry checks an answer before it keeps it: what is not minute records is
+        # the registry's answer, not the device's.
+        return _answer_draft("challenge", str(challenge.id), e)
+    except (TypeError, ValueError) as e:
+        return _answer_draft(
+            "challenge", str(challenge.id), InputError("audit.answer_invalid", str(e)[:300])
+        )
+    try:
         verify_minutes(report, records)
     except BrakepedalError as e:
         return "mismatch", f"{e.reason}: {e.message[:300]}"
@@ -800,6 +943,98 @@ def _check_answer(
                 f"the report says {report.workload.value}",
             )
     return "verified", None
+
+
+def _challenged_report(
+    source: EvidenceSource, challenge: Challenge, leaf: bytes | None
+) -> UsageReport | Draft:
+    """The challenged report, fetched again and believed only as the entry verified before;
+    a draft about the registry when it cannot be fetched or is not that entry."""
+    index = challenge.log_index
+    try:
+        served = source.entries(index, index + 1)
+        if len(served) != 1:
+            raise InputError("audit.entries_invalid", f"{len(served)} entries for one")
+    except BrakepedalError as e:
+        return _answer_draft("challenged entry", str(index), e)
+    (entry,) = served
+    if leaf is None or leaf_hash(entry) != leaf:
+        return _entry_changed(source, challenge, leaf, entry, "not the leaf this auditor verified")
+    try:
+        report = parse_report(parse_envelope(entry).payload)
+    except BrakepedalError as e:  # the very bytes this auditor verified as a report
+        return _entry_changed(source, challenge, leaf, entry, e.reason)
+    if (str(report.device), report.sequence) != (challenge.device, challenge.sequence):
+        return _entry_changed(source, challenge, leaf, entry, "another device's report")
+    return report
+
+
+def _entry_changed(
+    source: EvidenceSource, challenge: Challenge, leaf: bytes | None, entry: bytes, why: str
+) -> Draft:
+    """The registry serves a challenged report's log index with other bytes than the entry
+    this auditor verified there: the log's doing, whatever the device answered."""
+    index = challenge.log_index
+    return Draft(
+        "log.entries_mismatch",
+        "the entries served are the ones the checkpoint commits to",
+        Severity.CRITICAL,
+        "log",
+        f"{source.name} serves log entry {index}, the report {challenge.device}/"
+        f"{challenge.sequence} under challenge {challenge.id}, with other bytes than this "
+        f"auditor verified there: {why}",
+        {"log_index": index},
+        {
+            "verified_leaf_hash": None if leaf is None else leaf.hex(),
+            "served_leaf_hash": leaf_hash(entry).hex(),
+            "challenge": challenge.id,
+        },
+        ((index, "the entry as verified"),),
+    )
+
+
+def _answer_timing(status: Mapping[str, Any]) -> tuple[datetime, datetime]:
+    """When the registry says the challenge was asked and answered (its own clock).
+
+    Raises:
+        InputError: ``audit.challenge_invalid``, either is missing or not a UTC time.
+    """
+    asked, answered = (_utc(status.get(name)) for name in ("requested_at", "answered_at"))
+    if asked is None or answered is None:
+        raise InputError(
+            "audit.challenge_invalid",
+            "an answered challenge without its requested_at and answered_at UTC times",
+        )
+    return asked, answered
+
+
+def _utc(value: object) -> datetime | None:
+    """An ISO 8601 time with its offset; None when ``value`` is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return None if moment.utcoffset() is None else moment
+
+
+def _timed(
+    checked: tuple[str, str | None], timing: tuple[datetime, datetime], deadline: timedelta
+) -> tuple[str, str | None]:
+    """The verdict of an answer, counting one given after the deadline as not given in time
+    (``late``); a mismatch or a mislabel stands, with the lateness noted."""
+    verdict, detail = checked
+    asked, answered = timing
+    if answered - asked <= deadline:
+        return verdict, detail
+    when = (
+        f"answered {format_utc(answered.replace(microsecond=0))}, "
+        f"{answered - asked} after it was asked (the registry's clock)"
+    )
+    if verdict == "verified":
+        return "late", when
+    return verdict, f"{detail}; {when}"
 
 
 def _challenge_draft(challenge: Challenge, detector: str, severity: Severity, why: str) -> Draft:

@@ -36,6 +36,7 @@ from brakepedal.audit.state import BadEntry, DeviceRow, ReportRow
 from brakepedal.errors import InputError
 
 __all__ = [
+    "DEFAULT_ALLOWED_GAP",
     "DETECTORS",
     "Draft",
     "Evidence",
@@ -48,18 +49,29 @@ _US = 1_000_000
 GENESIS = "0" * 64
 
 
+#: The allowed gap when neither the thresholds nor a policy in force set one.
+DEFAULT_ALLOWED_GAP = timedelta(minutes=30)
+
+
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """The knobs of the detectors (the policy's allowed gap, what counts as heavy use)."""
+    """The knobs of the detectors (the allowed gap, what counts as heavy use)."""
 
-    #: Longest silence of an enrolled device before ``device.silent`` (policy: allowed gaps).
-    allowed_gap: timedelta = timedelta(minutes=30)
+    #: Longest silence of an enrolled device before ``device.silent``. None: the auditor uses
+    #: the policy in force's ``max_report_gap_minutes``, and :data:`DEFAULT_ALLOWED_GAP`
+    #: without a policy.
+    allowed_gap: timedelta | None = None
     #: Share of a device-day busy with no job attributed that ``usage.unattributed`` flags.
     unattributed_busy_share: float = 0.5
     #: Energy above this multiple of TDP x time is impossible (boost clocks stay under 1.2x).
     energy_tdp_factor: float = 1.5
     #: How far a window may end after the audit's moment (the registry's skew bound).
     clock_skew: timedelta = timedelta(minutes=5)
+
+    @property
+    def gap(self) -> timedelta:
+        """The allowed gap in force (:data:`DEFAULT_ALLOWED_GAP` when none is set)."""
+        return DEFAULT_ALLOWED_GAP if self.allowed_gap is None else self.allowed_gap
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +247,7 @@ def _links(device: str, by_sequence: Mapping[int, list[ReportRow]]) -> list[Draf
 
 def silence(evidence: Evidence) -> list[Draft]:
     """Enrolled devices that stopped reporting, or left gaps longer than allowed."""
-    gap_us = int(evidence.thresholds.allowed_gap.total_seconds() * _US)
+    gap_us = int(evidence.thresholds.gap.total_seconds() * _US)
     now_us = int(evidence.at.timestamp() * _US)
     grouped = _by_device(evidence.reports)
     drafts: list[Draft] = []
@@ -256,7 +268,7 @@ def silence(evidence: Evidence) -> list[Draft]:
             drafts.append(
                 Draft(
                     "device.silent",
-                    f"an enrolled device reports at least every {evidence.thresholds.allowed_gap}",
+                    f"an enrolled device reports at least every {evidence.thresholds.gap}",
                     Severity.HIGH if ongoing else Severity.MEDIUM,
                     f"device:{device}",
                     f"{device} ({enrolled.operator}) "
@@ -298,7 +310,7 @@ def counters(evidence: Evidence) -> list[Draft]:
                     f"energy at most {factor} x TDP x time (impossible counters)",
                     Severity.HIGH,
                     f"device:{row.device}",
-                    f"{row.device} report {row.sequence}: {row.energy_mj / 1e6:.0f} J in "
+                    f"{row.device} report {row.sequence}: {row.energy_mj / 1000:.0f} J in "
                     f"{seconds:.0f} s is {row.energy_mj / 1000 / seconds:.0f} W, over "
                     f"{factor} x its {spec.tdp_watts} W TDP",
                     {"device": row.device, "sequence": row.sequence},

@@ -256,7 +256,12 @@ class BundleSource:
     def consistency_proof(self, old: int, new: int) -> bytes:
         entries = self._all()
         if not 0 < old <= new <= len(entries):
-            raise InputError("audit.bundle_invalid", f"no consistency proof {old} -> {new}")
+            # Beyond its size, the bundle was exported before the log got there: it cannot
+            # answer, which proves nothing about the log (the auditor says so).
+            raise InputError(
+                "audit.bundle_invalid",
+                f"the bundle holds {len(entries)} entries: no consistency proof {old} -> {new}",
+            )
         hashes = [leaf_hash(entry) for entry in entries[:new]]
         return ConsistencyProof(
             old, new, tuple(consistency_proof_from_leaf_hashes(old, hashes))

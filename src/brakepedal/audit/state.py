@@ -29,7 +29,12 @@ __all__ = [
     "SnapshotRow",
 ]
 
-_SCHEMA = """
+#: A weight-snapshot commitment per row, as many as a report carries (see :data:`_INDEXES`).
+_SNAPSHOTS = """CREATE TABLE IF NOT EXISTS snapshots (
+    log_index INTEGER NOT NULL, job TEXT NOT NULL, step INTEGER NOT NULL, digest TEXT NOT NULL,
+    parent TEXT, at TEXT NOT NULL)"""
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER NOT NULL, root BLOB NOT NULL, note BLOB NOT NULL, witnesses TEXT NOT NULL,
@@ -47,9 +52,7 @@ CREATE TABLE IF NOT EXISTS reports (
     workload TEXT NOT NULL, minute_count INTEGER NOT NULL, minute_root TEXT NOT NULL,
     governance_version INTEGER, governance_size INTEGER, accelerator TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS reports_by_device ON reports (device, sequence);
-CREATE TABLE IF NOT EXISTS snapshots (
-    log_index INTEGER NOT NULL, job TEXT NOT NULL, step INTEGER NOT NULL, digest TEXT NOT NULL,
-    parent TEXT, at TEXT NOT NULL, PRIMARY KEY (log_index, job, step, digest));
+{_SNAPSHOTS};
 CREATE TABLE IF NOT EXISTS bad_entries (
     log_index INTEGER PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL,
     device TEXT, sequence INTEGER);
@@ -63,6 +66,21 @@ CREATE TABLE IF NOT EXISTS findings (
     id TEXT PRIMARY KEY, severity TEXT NOT NULL, first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL, document TEXT NOT NULL, current INTEGER NOT NULL);
 """
+
+#: Created once the tables have their current layout (:meth:`AuditState._migrate`). A
+#: commitment is one row per report and everything it says: two that differ only in the
+#: snapshot they continue (``parent``) or their time are two commitments.
+_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS snapshots_key
+    ON snapshots (log_index, job, step, digest, ifnull(parent, ''), at);
+"""
+
+#: The layout this code writes (``meta.schema``). 1 (no ``schema`` row): snapshots keyed by
+#: (log_index, job, step, digest), which kept one of two commitments of a report differing
+#: only in parent or time; 2: keyed by all of a commitment's fields.
+SCHEMA_VERSION = 2
+
+_SNAPSHOTS_V1 = "PRIMARY KEY (log_index, job, step, digest)"
 
 
 _INSERT_REPORT = (
@@ -129,7 +147,9 @@ class SnapshotRow:
 
 @dataclass(frozen=True, slots=True)
 class Challenge:
-    """A report this auditor asked its device to open: ``open``, ``verified`` or ``mismatch``."""
+    """A report this auditor asked its device to open: ``open``, ``verified``, ``mismatch``,
+    ``mislabeled`` (minutes that show training under an exemptable label) or ``late`` (records
+    that rebuild the report, answered after the deadline by the registry's clock)."""
 
     id: int
     device: str
@@ -160,6 +180,36 @@ class AuditState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+        self._db.executescript(_INDEXES)
+
+    def _migrate(self) -> None:
+        """Bring a state written by an earlier version to :data:`SCHEMA_VERSION`.
+
+        From 1: the snapshots table is rebuilt with its full key. Commitments a version-1
+        state dropped are not in it to recover (the state keeps leaf hashes, not entries):
+        ``meta.snapshots_incomplete`` records that; audit afresh, with a new state, to read
+        them again."""
+        if self.meta("schema") == str(SCHEMA_VERSION):
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            (table,) = db.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'snapshots'"
+            ).fetchone()
+            if _SNAPSHOTS_V1 in " ".join(str(table).split()):
+                db.execute("ALTER TABLE snapshots RENAME TO snapshots_v1")
+                db.execute(_SNAPSHOTS)
+                db.execute("INSERT INTO snapshots SELECT * FROM snapshots_v1")
+                db.execute("DROP TABLE snapshots_v1")
+                if db.execute("SELECT 1 FROM snapshots LIMIT 1").fetchone() is not None:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshots_incomplete', '1')")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -211,7 +261,9 @@ class AuditState:
         return [ReportRow(*row) for row in rows]
 
     def snapshots(self) -> list[SnapshotRow]:
-        rows = self._db.execute("SELECT * FROM snapshots ORDER BY log_index, step").fetchall()
+        rows = self._db.execute(
+            "SELECT * FROM snapshots ORDER BY log_index, step, rowid"
+        ).fetchall()
         return [SnapshotRow(*row) for row in rows]
 
     def bad_entries(self) -> list[BadEntry]:

@@ -375,7 +375,8 @@ def signed_ok(result: Any) -> bool:
 
 def test_a_challenge_answered_against_an_entry_the_registry_swapped(world: World) -> None:
     """The registry serves another report at the challenged index, with that report's own
-    minute records: the auditor holds the registry to the leaf it verified."""
+    minute records: the auditor holds the registry to the leaf it verified, and the finding is
+    the log's, not the device's (whose report the log committed to is unchanged)."""
     from tests.unit.registry.conftest import Device  # noqa: PLC0415
 
     gpu = world.enrol("gpu-0", "lab-a")
@@ -394,8 +395,23 @@ def test_a_challenge_answered_against_an_entry_the_registry_swapped(world: World
             .values(answered_us=1, response=response)
         )
     result = world.audit(at=quiet(world))
-    (finding,) = [f for f in result.findings if f.detector == "challenge.mismatch"]
-    assert "audit.entry_changed" in str(finding.figures["detail"])
+    assert "challenge.mismatch" not in detectors(result)
+    (finding,) = [f for f in result.findings if f.detector == "log.entries_mismatch"]
+    assert finding.subject == "log"
+    assert finding.key == {"log_index": index}
+    assert finding.figures["challenge"] == number
+    # Its evidence is the entry as verified, proven against the audited root.
+    (entry,) = finding.entries
+    assert entry.log_index == index
+    assert entry.leaf_hash.hex() == finding.figures["verified_leaf_hash"]
+    InclusionProof(entry.log_index, entry.tree_size, entry.leaf_hash, entry.proof).verify(
+        result.root_hash
+    )
+    state = AuditState(world.state_dir)
+    try:  # not settled: asked again next run
+        assert [c.status for c in state.challenges()] == ["open"]
+    finally:
+        state.close()
 
 
 def test_entries_that_are_not_text_are_read_back_exactly(world: World) -> None:

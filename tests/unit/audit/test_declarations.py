@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+from contextlib import closing
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -10,10 +13,12 @@ import pytest
 from brakepedal.accounting.document import UsageDocument
 from brakepedal.accounting.lineage import RunDeclaration
 from brakepedal.accounting.lineage import SnapshotCommitment as Declared
+from brakepedal.audit.state import SCHEMA_VERSION, AuditState
 from brakepedal.model.types import EntityId, Flop, JobId, RunId
 from brakepedal.policy.load import load_preset
 from brakepedal.wire.report_items import SnapshotCommitment
 from tests.unit.audit.conftest import World, detectors, quiet
+from tests.unit.registry.conftest import ORIGIN
 
 D1 = hashlib.sha256(b"pre-training step 1000").hexdigest()
 D2 = hashlib.sha256(b"fine-tune step 10").hexdigest()
@@ -47,6 +52,10 @@ def _train(world: World, declared_continuation: bool) -> UsageDocument:
             ),
         )
     )
+    return _declared(declared_continuation)
+
+
+def _declared(declared_continuation: bool) -> UsageDocument:
     return UsageDocument(
         entities=(EntityId("lab-a"), EntityId("lab-a-sub")),
         holdings=(),
@@ -84,6 +93,101 @@ def test_a_continuation_the_declarations_hide_is_found(world: World, declared: b
         "the parent snapshot attested",
         "the continuation attested",
     ]
+
+
+def _train_twice_attested(world: World) -> UsageDocument:
+    """As :func:`_train`, the fine-tune undeclared, but its one report attests D2 twice: first
+    with no parent, then (a later commitment of the same step) continuing D1."""
+    pre, ft = world.enrol("gpu-0", "lab-a"), world.enrol("gpu-1", "lab-a-sub")
+    start = pre.start
+    world.post(
+        pre.report(
+            job=JobId("pre-1"),
+            snapshots=(
+                SnapshotCommitment(
+                    job=JobId("pre-1"), step=1000, digest=D1, at=start + timedelta(minutes=4)
+                ),
+            ),
+        )
+    )
+    world.post(
+        ft.report(
+            job=JobId("ft-1"),
+            window_start=start + timedelta(minutes=5),
+            snapshots=(
+                SnapshotCommitment(
+                    job=JobId("ft-1"), step=10, digest=D2, at=start + timedelta(minutes=6)
+                ),
+                SnapshotCommitment(
+                    job=JobId("ft-1"),
+                    step=10,
+                    digest=D2,
+                    at=start + timedelta(minutes=9),
+                    parent=D1,
+                ),
+            ),
+        )
+    )
+    return _declared(declared_continuation=False)
+
+
+def test_commitments_differing_only_in_parent_are_both_remembered(world: World) -> None:
+    declarations = _train_twice_attested(world)
+    first = world.audit(at=quiet(world), declarations=declarations)
+    assert detectors(first) == ["declared.continuation_hidden"]
+    # The next run reads nothing new: the continuation comes from the state, and stays.
+    again = world.audit(at=quiet(world), declarations=declarations)
+    assert again.new_entries == 0
+    assert [f.id for f in again.findings] == [f.id for f in first.findings]
+    state = AuditState(world.state_dir)
+    try:
+        kept = [(s.step, s.parent) for s in state.snapshots() if s.job == "ft-1"]
+    finally:
+        state.close()
+    assert kept == [(10, None), (10, D1)]
+
+
+def test_a_state_written_with_the_old_snapshot_key_is_migrated(world: World) -> None:
+    declarations = _train_twice_attested(world)
+    world.audit(at=quiet(world), declarations=declarations)
+    # Rewrite the state as a version-1 auditor left it: the narrow key, one commitment kept.
+    path = world.state_dir / "audit.sqlite3"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("DROP INDEX snapshots_key")
+        db.execute("ALTER TABLE snapshots RENAME TO now")
+        db.execute(
+            "CREATE TABLE snapshots (log_index INTEGER NOT NULL, job TEXT NOT NULL, "
+            "step INTEGER NOT NULL, digest TEXT NOT NULL, parent TEXT, at TEXT NOT NULL, "
+            "PRIMARY KEY (log_index, job, step, digest))"
+        )
+        db.execute("INSERT OR IGNORE INTO snapshots SELECT * FROM now ORDER BY rowid")
+        db.execute("DROP TABLE now")
+        db.execute("DELETE FROM meta WHERE key = 'schema'")
+    state = AuditState(world.state_dir)
+    try:
+        assert state.meta("schema") == str(SCHEMA_VERSION)
+        assert state.meta("snapshots_incomplete") == "1"  # what v1 dropped is not recovered
+        assert [(s.step, s.parent) for s in state.snapshots() if s.job == "ft-1"] == [(10, None)]
+        (row,) = [s for s in state.snapshots() if s.job == "ft-1"]
+        # The migrated table keeps two commitments that differ only in parent.
+        state.commit_run(
+            origin=ORIGIN,
+            checkpoints=(),
+            seen_at="2026-01-01T00:00:00Z",
+            leaves=(),
+            devices=(),
+            reports=(),
+            bad=(),
+            snapshots=[row, replace(row, parent=D1)],
+            verified_size=state.verified_size(),
+            findings=(),
+        )
+        assert [(s.step, s.parent) for s in state.snapshots() if s.job == "ft-1"] == [
+            (10, None),
+            (10, D1),
+        ]
+    finally:
+        state.close()
 
 
 def test_snapshots_a_run_does_not_declare_are_found(world: World) -> None:

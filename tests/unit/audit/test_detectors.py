@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from brakepedal.audit.detectors import Thresholds
 from brakepedal.audit.findings import Severity
 from brakepedal.crypto.dsse import parse_envelope
 from brakepedal.crypto.keys import generate_ed25519
+from brakepedal.policy.load import load_preset
 from brakepedal.wire.report_format import GovernanceSeen
 from tests.unit.audit.conftest import World, detectors, quiet
 from tests.unit.registry.conftest import Device
@@ -121,6 +124,45 @@ def test_energy_above_what_the_model_can_draw(world: World, watts: int, found: b
     report = gpu.report(job=None, energy_mj=watts * 300 * 1000)
     assert world.post(report)[0]["status"] == "accepted"  # under the registry's 10 kW bound
     assert ("counters.energy" in detectors(world.audit(at=quiet(world)))) is found
+
+
+def test_energy_finding_states_joules_and_watts(world: World) -> None:
+    (gpu,) = _honest(world, devices=1, rounds=1)
+    # 2,000 W for the five-minute window: 600,000 J, i.e. 600,000,000 mJ as reported.
+    assert world.post(gpu.report(job=None, energy_mj=2000 * 300 * 1000))[0]["status"] == (
+        "accepted"
+    )
+    result = world.audit(at=quiet(world))
+    (finding,) = [f for f in result.findings if f.detector == "counters.energy"]
+    assert finding.figures["energy_mj"] == 600_000_000
+    assert "600000 J in 300 s is 2000 W, over 1.5 x its 700 W TDP" in finding.summary
+
+
+def _with_gap(minutes: int) -> Any:
+    policy = load_preset("pause")
+    accounting = policy.accounting.model_copy(update={"max_report_gap_minutes": minutes})
+    return policy.model_copy(update={"accounting": accounting})
+
+
+def test_silence_is_held_to_the_allowed_gap_of_the_policy_in_force(world: World) -> None:
+    _honest(world, devices=1, rounds=2)
+    assert load_preset("pause").accounting.max_report_gap_minutes == 15
+    at = quiet(world) + timedelta(minutes=25)  # silent 26 minutes: over 15, under 30
+    # Without a policy, the default allowed gap (30 minutes).
+    assert "device.silent" not in detectors(world.audit(at=at))
+    # The pause preset tolerates 15 minutes.
+    found = world.audit(at=at, policy=load_preset("pause"))
+    (silent,) = [f for f in found.findings if f.detector == "device.silent"]
+    assert silent.rule == "an enrolled device reports at least every 0:15:00"
+    assert silent.figures["silent_seconds"] == 26 * 60
+    # A policy that tolerates an hour is held to its hour, not to the default.
+    later = quiet(world) + timedelta(minutes=45)
+    assert "device.silent" in detectors(world.audit(at=later))
+    assert "device.silent" not in detectors(world.audit(at=later, policy=_with_gap(60)))
+    # Thresholds the auditor is configured with win over the policy's.
+    configured = Thresholds(allowed_gap=timedelta(minutes=30))
+    kept = world.audit(at=at, policy=load_preset("pause"), thresholds=configured)
+    assert "device.silent" not in detectors(kept)
 
 
 def test_unattributed_heavy_use(world: World) -> None:
@@ -251,7 +293,6 @@ def test_a_policy_that_cannot_be_evaluated_is_a_finding_not_a_crash(world: World
     from brakepedal.accounting.document import UsageDocument  # noqa: PLC0415
     from brakepedal.accounting.groups import Holding  # noqa: PLC0415
     from brakepedal.model.types import EntityId  # noqa: PLC0415
-    from brakepedal.policy.load import load_preset  # noqa: PLC0415
 
     _honest(world, devices=1, rounds=1)
     a, b = EntityId("lab-a"), EntityId("lab-b")

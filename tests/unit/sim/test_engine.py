@@ -41,8 +41,13 @@ EXPECTED: dict[str, dict[str, set[str] | None]] = {
     "smuggled-devices": {"lab-b": {"devices.unenrolled"}},
     "registry-drop": {"lab-a": {"device.silent", "chain.gap"}, "registry": {"chain.gap"}},
     # The auditor sees the registry's lie and stops reading its entries: the lab's training,
-    # which the shown log left out, is not attributed to it.
-    "registry-split-view": {"lab-a": None, "registry": {"log.inconsistent"}},
+    # which the shown log left out, is not attributed to it. First the registry cannot prove
+    # the witnessed checkpoint consistent with the log it shows (registry.answer_invalid); the
+    # proof that it rewrote history (log.inconsistent) follows.
+    "registry-split-view": {
+        "lab-a": None,
+        "registry": {"registry.answer_invalid", "log.inconsistent"},
+    },
     "sampling-sweep": {"lab-a": {"challenge.workload_mismatch"}},
 }
 
