@@ -13,8 +13,10 @@ The rules, in order:
 3. An order in force whose jurisdictions meet the job's is in scope when the job's lineage,
    counting what it already used and what this job expects to use, would exceed the order's
    threshold. A job that declares no expected compute is in scope (it could be anything).
-4. A job in scope runs only under a permit valid now, issued under the order quorum, for its
-   owner group and its lineage (or run), whose budget covers the expected compute.
+4. A job in scope of an order runs only under a permit valid now, issued under that order
+   (``under_order`` names it: its quorum signed the permit), for its owner group and its
+   lineage (or run), whose budget covers the expected compute. A permit under one order says
+   nothing about another: a job in scope of several orders needs a permit under each.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 from brakepedal.accounting.usage import Workload
 from brakepedal.crypto.canonical import parse_json_object
 from brakepedal.errors import InputError
+from brakepedal.governance.rules import GovernedPermitTerms
 from brakepedal.model.types import (
     EntityId,
     Flop,
@@ -38,7 +41,7 @@ from brakepedal.model.types import (
     RunId,
     utc_datetime,
 )
-from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
+from brakepedal.policy.terms import PauseOrderTerms
 
 __all__ = ["DECLARATION_FORMAT", "GateDecision", "JobDeclaration", "decide", "parse_declaration"]
 
@@ -158,10 +161,15 @@ def _in_scope(job: JobDeclaration, order: PauseOrderTerms) -> bool:
 
 
 def _covering_permit(
-    job: JobDeclaration, permits: Sequence[PermitTerms], at: datetime
-) -> PermitTerms | None:
+    job: JobDeclaration,
+    order: PauseOrderTerms,
+    permits: Sequence[GovernedPermitTerms],
+    at: datetime,
+) -> GovernedPermitTerms | None:
     for permit in permits:
-        if not (permit.under_order_quorum and permit.valid_from <= at < permit.valid_until):
+        if not (permit.under_order_quorum and permit.under_order == order.order_id):
+            continue
+        if not permit.valid_from <= at < permit.valid_until:
             continue
         if permit.owner_group != job.owner_group:
             continue
@@ -180,9 +188,13 @@ def decide(
     *,
     at: datetime,
     orders: Sequence[PauseOrderTerms] | None,
-    permits: Sequence[PermitTerms] = (),
+    permits: Sequence[GovernedPermitTerms] = (),
 ) -> GateDecision:
-    """The gate's decision for ``job`` at ``at``; ``orders`` None means no verified state."""
+    """The gate's decision for ``job`` at ``at``; ``orders`` None means no verified state.
+
+    Refused when an order in force covers the job and no permit under that order does (of
+    several such orders, the one enforced first); the decision names that order.
+    """
     moment = utc_datetime(at)
     if job.workload is Workload.INFERENCE:
         return GateDecision(True, "gate.inference", "declared inference is outside every pause")
@@ -192,24 +204,31 @@ def decide(
             "gate.governance_unavailable",
             "no verified governance state: training fails closed until it can be verified",
         )
-    for order in sorted(orders, key=lambda o: o.order_id):
-        if not order.in_force_at(moment) or not _in_scope(job, order):
-            continue
-        permit = _covering_permit(job, permits, moment)
-        if permit is None:
-            return GateDecision(
-                False,
-                "gate.paused",
-                f"pause order {order.order_id} is in force until {order.sunset.isoformat()} "
-                f"and no permit under its quorum covers job {job.job}",
-                order=order.order_id,
-                enforced_from=order.enforced_from,
-            )
+    in_scope = sorted(
+        (o for o in orders if o.in_force_at(moment) and _in_scope(job, o)),
+        key=lambda o: o.order_id,
+    )
+    covered = [(order, _covering_permit(job, order, permits, moment)) for order in in_scope]
+    uncovered = [order for order, permit in covered if permit is None]
+    if uncovered:
+        order = min(uncovered, key=lambda o: (o.enforced_from, o.order_id))
         return GateDecision(
-            True,
-            "gate.permitted",
-            f"permit {permit.permit_id} covers job {job.job} under order {order.order_id}",
+            False,
+            "gate.paused",
+            f"pause order {order.order_id} is in force until {order.sunset.isoformat()} "
+            f"and no permit under it covers job {job.job}",
             order=order.order_id,
-            permit=permit.permit_id,
+            enforced_from=order.enforced_from,
         )
-    return GateDecision(True, "gate.no_order", "no pause order in force covers this job")
+    granted = [(order, permit) for order, permit in covered if permit is not None]
+    if not granted:
+        return GateDecision(True, "gate.no_order", "no pause order in force covers this job")
+    order, permit = granted[0]
+    return GateDecision(
+        True,
+        "gate.permitted",
+        f"job {job.job} runs under "
+        + ", ".join(f"permit {p.permit_id} (order {o.order_id})" for o, p in granted),
+        order=order.order_id,
+        permit=permit.permit_id,
+    )

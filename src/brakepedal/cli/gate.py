@@ -4,7 +4,9 @@ The gate reads the job's declaration and the verified governance view
 (:class:`~brakepedal.governance.view.GovernanceView`), refuses to start unpermitted training in
 a pause's scope with a message naming the order, and, while the job runs, re-verifies every
 ``--poll-seconds``: if an order comes into force that covers the job, it sends SIGTERM once
-the order's grace period has passed and SIGKILL ``--kill-after`` seconds later. Every step is
+the order's grace period has passed and SIGKILL ``--kill-after`` seconds later. A refresh that
+fails does not let the job run free: the gate keeps enforcing the orders (and permits) of the
+last view it verified, at the current time, until a refresh verifies again. Every step is
 recorded as one JSON line in ``--events``; with ``--handins`` (or ``BRAKEPEDAL_HANDINS``) the
 steps the report stream carries (refused, started, signalled, exited) also go into the node's
 hand-in store (:mod:`brakepedal.agent.handin`), from which the agent puts them into every
@@ -24,7 +26,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,9 +40,10 @@ from brakepedal.cli.files import read_input
 from brakepedal.cli.gov_files import read_repository
 from brakepedal.cli.output import EXIT_VIOLATION, reports_errors
 from brakepedal.errors import BrakepedalError, InputError
-from brakepedal.governance.view import GovernanceView, LogEvidence
+from brakepedal.governance.rules import GovernedPermitTerms
+from brakepedal.governance.view import DroppedDocument, GovernanceView, LogEvidence
 from brakepedal.model.types import OrderId, format_utc
-from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
+from brakepedal.policy.terms import PauseOrderTerms
 from brakepedal.wire.report import GateEvent, GateEventKind, short_detail
 
 __all__ = ["gate"]
@@ -54,14 +57,20 @@ _MAX_FILE = 8_000_000
 _REVERIFY_EVERY = timedelta(seconds=60)
 
 
+#: ``_Governance.state``'s status when the view verified at the time asked.
+VERIFIED = "verified"
+
+
 @dataclass
 class _Governance:
     repo: Path
     trusted_root: Path
     evidence: Path
+    #: The last view this gate verified: kept when a later refresh fails.
     _view: GovernanceView | None = None
     _fingerprint: tuple[int, ...] = ()
     _verified_at: datetime | None = None
+    _reported: set[DroppedDocument] = field(default_factory=set)
 
     def _inputs_fingerprint(self) -> tuple[int, ...]:
         paths = [self.trusted_root, self.evidence, *sorted(self.repo.rglob("*"))]
@@ -73,30 +82,47 @@ class _Governance:
         fresh = self._verified_at is not None and at - self._verified_at < _REVERIFY_EVERY
         if self._view is not None and fresh and fingerprint == self._fingerprint:
             return self._view
-        self._view = None
-        self._view = GovernanceView.load(
+        view = GovernanceView.load(
             trusted_root=read_input(self.trusted_root, what="trusted root", max_bytes=_MAX_FILE),
             repository=read_repository(self.repo),
             evidence=LogEvidence.from_bytes(
                 read_input(self.evidence, what="evidence", max_bytes=_MAX_FILE)
             ),
             at=at,
+            # Against what this gate verified before: a replayed older state is a rollback.
+            previous_timestamp=None if self._view is None else self._view.timestamp,
+            previous_versions=None if self._view is None else self._view.versions,
         )
-        self._fingerprint, self._verified_at = fingerprint, at
-        return self._view
+        self._view, self._fingerprint, self._verified_at = view, fingerprint, at
+        return view
 
     def state(
         self, at: datetime
-    ) -> tuple[Sequence[PauseOrderTerms] | None, Sequence[PermitTerms], str]:
-        """Orders in force and permits valid at ``at``; None orders if nothing verifies.
+    ) -> tuple[Sequence[PauseOrderTerms] | None, Sequence[GovernedPermitTerms], str]:
+        """Orders in force and permits valid at ``at``, and :data:`VERIFIED` or why the view
+        did not verify now.
 
         The view is verified again when any input file changes, and at least every minute.
+        When that fails, the orders and permits are those of the last view this gate verified
+        (still at ``at``: its orders come into force and end on their own dates); None orders
+        only if it never verified one, which fails training closed.
         """
         try:
             view = self._load(at)
         except (BrakepedalError, OSError) as error:
-            return None, (), getattr(error, "reason", "gate.inputs_unreadable")
-        return view.orders_in_force(at), view.permits_valid(at), "verified"
+            status = getattr(error, "reason", "gate.inputs_unreadable")
+            if self._view is None:
+                return None, (), status
+            return self._view.orders_in_force(at), self._view.permits_valid(at), status
+        return view.orders_in_force(at), view.permits_valid(at), VERIFIED
+
+    def dropped(self) -> list[DroppedDocument]:
+        """Documents the last verified view dropped that were not reported yet."""
+        new = (
+            [] if self._view is None else [d for d in self._view.dropped if d not in self._reported]
+        )
+        self._reported.update(new)
+        return new
 
 
 #: The gate's events that go into the report stream, by their name in ``--events``.
@@ -182,16 +208,33 @@ class _Stop:
     terminated_at: datetime | None = None
 
 
+def _record_dropped(governance: _Governance, events: _Events) -> None:
+    for dropped in governance.dropped():
+        events.record(
+            "document_dropped", path=dropped.path, role=dropped.role, reason=dropped.reason
+        )
+
+
 def _check(
     job: JobDeclaration, governance: _Governance, events: _Events, now: datetime, noted: bool
 ) -> tuple[_Stop | None, bool]:
     """Verify again; an order in force that covers the job gives the stop. A refresh that
-    fails is noted once and the job continues: only a verified order stops it."""
+    fails is noted (once until one verifies again) and the orders of the last verified view
+    still apply: the job continues unless one of those covers it. Only a verified order stops
+    the job, and a failing refresh hides none that was verified."""
     orders, permits, status = governance.state(now)
+    if status == VERIFIED:
+        noted = False
+        _record_dropped(governance, events)
+    elif not noted:
+        events.record(
+            "governance_unavailable",
+            reason=status,
+            last_verified_view=orders is not None,
+        )
+        noted = True
     if orders is None:
-        if not noted:
-            events.record("governance_unavailable", reason=status)
-        return None, True
+        return None, noted
     decision = decide(job, at=now, orders=orders, permits=permits)
     if decision.allowed:
         return None, noted
@@ -278,6 +321,7 @@ def gate(
     log = _Events(events, handins, job)
     now = datetime.now(UTC)
     orders, permits, status = governance.state(now)
+    _record_dropped(governance, log)
     decision = decide(job, at=now, orders=orders, permits=permits)
     if not decision.allowed:
         if orders is None:

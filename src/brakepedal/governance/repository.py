@@ -20,6 +20,7 @@ Workflow (docs/governance.md walks through it):
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -43,13 +44,15 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 
 from brakepedal.crypto.canonical import parse_json_object
-from brakepedal.errors import InputError, TrustError
+from brakepedal.errors import BrakepedalError, InputError, TrustError
 from brakepedal.governance.agreement import (
     DELEGATED_ROLES,
     Agreement,
     agreement_of,
     role_for_path,
 )
+from brakepedal.governance.documents import PolicyVersion
+from brakepedal.governance.rules import document_at, policy_file_path
 from brakepedal.model.limits import Limits
 from brakepedal.model.types import SignatoryId, utc_datetime
 
@@ -304,12 +307,23 @@ def check_target_path(path: str) -> None:
 
 
 def _check_documents(repository: Repository, proposal: Proposal) -> None:
-    """The documents a proposal carries are exactly the new targets its signatures cover."""
+    """The documents a proposal carries are exactly the new targets its signatures cover, and
+    every target it signs is one a view accepts: a plain path its role may sign, bytes that
+    match the signed hash, a document that parses and sits at its own path (an order within
+    the agreement's longest sunset), a policy version whose policy file is signed alongside.
+
+    Without this, a role could publish what no view accepts: the permit authority alone,
+    junk at ``permits/``, which the view must then drop.
+    """
     if proposal.role in ("root", "targets"):
         if proposal.documents:
             raise InputError("proposal.documents_unsigned", f"{proposal.role} carries no documents")
         return
     signed: Targets = proposal.metadata.signed
+    for path in sorted(signed.targets):
+        check_target_path(path)
+        if role_for_path(path) != proposal.role:
+            raise InputError("proposal.role_invalid", f"{path} is not signed by {proposal.role}")
     new = {p for p in signed.targets if f"targets/{p}" not in repository}
     if set(proposal.documents) != new:
         raise InputError(
@@ -317,14 +331,41 @@ def _check_documents(repository: Repository, proposal: Proposal) -> None:
             f"{proposal.name}: documents {sorted(proposal.documents)} are not the new signed "
             f"targets {sorted(new)}",
         )
-    for path, data in proposal.documents.items():
-        check_target_path(path)
-        if role_for_path(path) != proposal.role:
-            raise InputError("proposal.role_invalid", f"{path} is not signed by {proposal.role}")
+    max_sunset = trusted_agreement(repository).max_sunset
+    files: dict[str, bytes] = {}
+    for path, target in sorted(signed.targets.items()):
+        data = proposal.documents[path] if path in new else repository[f"targets/{path}"]
         try:
-            signed.targets[path].verify_length_and_hashes(data)
+            target.verify_length_and_hashes(data)
         except LengthOrHashMismatchError as e:
             raise TrustError("governance.document_mismatch", f"{path}: {e}") from e
+        try:
+            document = document_at(path, data, max_sunset=max_sunset)
+        except BrakepedalError as e:
+            raise type(e)(e.reason, f"{proposal.name}: {path}: {e.message}") from e
+        files[path] = data
+        if isinstance(document, PolicyVersion):
+            _check_policy_file(document, files, signed, proposal, repository)
+
+
+def _check_policy_file(
+    version: PolicyVersion,
+    files: Mapping[str, bytes],
+    signed: Targets,
+    proposal: Proposal,
+    repository: Repository,
+) -> None:
+    path = policy_file_path(version)
+    data = proposal.documents.get(path, repository.get(f"targets/{path}"))
+    if path not in signed.targets or data is None:
+        raise TrustError(
+            "governance.file_missing",
+            f"{proposal.name}: {version.target_path} names {path}, unsigned",
+        )
+    if hashlib.sha256(data).hexdigest() != version.content_sha256:
+        raise TrustError(
+            "governance.document_mismatch", f"{path} is not the file {version.target_path} names"
+        )
 
 
 def publish(

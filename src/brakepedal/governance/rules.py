@@ -7,20 +7,91 @@ relate them to the agreement root and turn them into the terms policy evaluation
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
-from brakepedal.errors import InputError
-from brakepedal.governance.documents import LiftOrder, PauseOrder, TrainingPermit
-from brakepedal.model.types import Flop
+from brakepedal.errors import InputError, TrustError
+from brakepedal.governance.documents import (
+    GovernanceDocument,
+    LiftOrder,
+    PauseOrder,
+    PolicyVersion,
+    TrainingPermit,
+    parse_document,
+)
+from brakepedal.model.types import Flop, OrderId
 from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
 
 __all__ = [
+    "POLICY_FILE_SUFFIXES",
+    "GovernedPermitTerms",
     "check_permit_serial",
     "check_sunset",
+    "document_at",
+    "is_policy_file",
     "needs_order_quorum",
     "order_terms",
     "permit_terms",
+    "policy_file_path",
 ]
+
+#: A target under ``policies/`` with one of these suffixes is a policy file, not a document:
+#: a :class:`~brakepedal.governance.documents.PolicyVersion` names it by hash.
+POLICY_FILE_SUFFIXES = (".toml", ".yaml")
+
+
+def is_policy_file(path: str) -> bool:
+    """Whether the target at ``path`` is a policy file (not a governance document)."""
+    return path.startswith("policies/") and path.endswith(POLICY_FILE_SUFFIXES)
+
+
+def policy_file_path(version: PolicyVersion) -> str:
+    """Where the policy file a :class:`PolicyVersion` names is published."""
+    suffix = ".toml" if version.media_type == "application/toml" else ".yaml"
+    return f"policies/{version.policy_id}/{version.version}{suffix}"
+
+
+def document_at(path: str, data: bytes, *, max_sunset: timedelta) -> GovernanceDocument | None:
+    """The governance document published at target ``path``, checked as a view checks it:
+    strictly parsed, at its own target path, an order no longer than the agreement allows.
+    None for a policy file (checked against its policy version instead).
+
+    Raises:
+        InputError: the parser's reasons, ``document.sunset_too_long``.
+        TrustError: ``governance.path_mismatch`` for a document at another document's path.
+    """
+    if is_policy_file(path):
+        return None
+    document = parse_document(data)
+    if document.target_path != path:
+        raise TrustError("governance.path_mismatch", f"{path} holds {document.target_path}")
+    if isinstance(document, PauseOrder):
+        check_sunset(document, max_sunset=max_sunset)
+    return document
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GovernedPermitTerms(PermitTerms):
+    """:class:`~brakepedal.policy.terms.PermitTerms` with the order whose quorum signed the
+    permit (``under_order``; None for an ordinary permit of the permit authority).
+
+    A permit lets a job train through a pause only under the order that pauses it: one issued
+    under ``pause-1`` says nothing about ``pause-2`` (docs/governance.md, "Permits in a pause").
+    """
+
+    under_order: OrderId | None = None
+
+    def __post_init__(self) -> None:
+        PermitTerms.__post_init__(self)  # a slotted dataclass: no zero-argument super()
+        if self.under_order is not None and not isinstance(self.under_order, OrderId):
+            raise InputError(
+                "permit.field_invalid", f"permit {self.permit_id}: under_order is not an OrderId"
+            )
+        if (self.under_order is not None) != self.under_order_quorum:
+            raise InputError(
+                "permit.field_invalid",
+                f"permit {self.permit_id}: under_order_quorum iff under_order is set",
+            )
 
 
 def check_sunset(order: PauseOrder, *, max_sunset: timedelta) -> None:
@@ -75,9 +146,10 @@ def order_terms(order: PauseOrder, lifts: Iterable[LiftOrder]) -> PauseOrderTerm
     )
 
 
-def permit_terms(permit: TrainingPermit) -> PermitTerms:
-    """The terms policy evaluation needs; ``under_order_quorum`` iff ``under_order`` is set."""
-    return PermitTerms(
+def permit_terms(permit: TrainingPermit) -> GovernedPermitTerms:
+    """The terms policy evaluation needs, with the permit's ``under_order``;
+    ``under_order_quorum`` iff ``under_order`` is set."""
+    return GovernedPermitTerms(
         permit_id=permit.permit_id,
         owner_group=permit.owner_group,
         flop_budget=permit.flop_budget,
@@ -88,6 +160,7 @@ def permit_terms(permit: TrainingPermit) -> PermitTerms:
         device_count=permit.device_count,
         devices=permit.devices,
         under_order_quorum=permit.under_order is not None,
+        under_order=permit.under_order,
     )
 
 

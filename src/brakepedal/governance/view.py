@@ -9,13 +9,22 @@ Agents, gates and auditors never read governance documents directly; they ask a
    quorum (threshold of distinct keys per role), expiry and freeze, rollback (against the
    client's previous timestamp), mix-and-match (versions against the snapshot) and key
    rotation, all as python-tuf implements them.
-2. **The log.** Every metadata file used in step 1 must be in the transparency log: an
-   inclusion proof against a checkpoint signed by the log key the agreement names and
-   cosigned by at least the agreement's threshold of its witnesses. A document with its quorum
-   that is not public in the log does nothing (``governance.not_in_log``).
+2. **The log.** Every metadata file used in step 1, and every target file read in step 3,
+   must be in the transparency log: an inclusion proof against a checkpoint signed by the log
+   key the agreement names and cosigned by at least the agreement's threshold of its
+   witnesses. A document with its quorum that is not public in the log does nothing
+   (``governance.not_in_log``): metadata binds a document only by hash, so the document's own
+   bytes must be public too.
 3. **Documents.** Each target's bytes must match the length and hash its role signed; each
-   document must sit under a path its role may sign; orders may not outlast the agreement's
-   longest sunset.
+   document must parse, sit at its own path, under a path its role may sign; orders may not
+   outlast the agreement's longest sunset.
+
+A defect in step 3 (or a target missing from the log) refuses the whole view, except for a
+target that can only grant: one under ``permits/`` or ``quorum-permits/``, or one the
+``permits`` role signed. Leaving a grant out only ever stops training, so such a target is
+dropped and recorded in :attr:`GovernanceView.dropped` instead; otherwise the permit authority
+alone, publishing junk at ``permits/``, could make every view fail, and with it every gate's
+enforcement of orders the order quorum published.
 
 When the view cannot be built (no repository, no evidence, a failure above), callers **fail
 closed for new training in a pause's scope and leave inference alone**: an order that might be
@@ -34,7 +43,7 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import Root, Targets
+from tuf.api.metadata import Root, TargetFile, Targets
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tuf.ngclient.config import EnvelopeType
 
@@ -42,6 +51,7 @@ from brakepedal.crypto.canonical import parse_json_object
 from brakepedal.errors import BrakepedalError, InputError, TrustError
 from brakepedal.governance.agreement import (
     DELEGATED_ROLES,
+    ROLE_PERMITS,
     Agreement,
     agreement_of,
     build_targets,
@@ -52,19 +62,31 @@ from brakepedal.governance.documents import (
     PauseOrder,
     PolicyVersion,
     TrainingPermit,
-    parse_document,
 )
 from brakepedal.governance.repository import Repository
-from brakepedal.governance.rules import check_sunset, order_terms, permit_terms
+from brakepedal.governance.rules import (
+    GovernedPermitTerms,
+    document_at,
+    is_policy_file,
+    order_terms,
+    permit_terms,
+    policy_file_path,
+)
 from brakepedal.model.limits import Limits
 from brakepedal.model.types import utc_datetime
-from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
+from brakepedal.policy.terms import PauseOrderTerms
 from brakepedal.tlog import merkle
-from brakepedal.tlog.checkpoint import open_checkpoint
+from brakepedal.tlog.checkpoint import Checkpoint, open_checkpoint
 from brakepedal.tlog.cosignature import verify_cosignatures
 from brakepedal.tlog.proof import InclusionProof, parse_proof
 
-__all__ = ["EVIDENCE_FORMAT", "GovernanceView", "LogEvidence", "policy_file_path"]
+__all__ = [
+    "EVIDENCE_FORMAT",
+    "DroppedDocument",
+    "GovernanceView",
+    "LogEvidence",
+    "policy_file_path",
+]
 
 EVIDENCE_FORMAT = "brakepedal.governance-evidence"
 _EVIDENCE_LIMITS = Limits(max_json_bytes=8_000_000)
@@ -231,8 +253,8 @@ def _check_delegations(agreement: Agreement, targets: Targets) -> None:
             )
 
 
-def _check_log(agreement: Agreement, evidence: LogEvidence, used: Mapping[str, bytes]) -> None:
-    """Step 2: every used file is in the log under a witnessed checkpoint."""
+def _witnessed(agreement: Agreement, evidence: LogEvidence) -> Checkpoint:
+    """The evidence's checkpoint, signed by the log and cosigned by the witness threshold."""
     signed = open_checkpoint(
         evidence.checkpoint, agreement.log_verifier(), origin=agreement.log_origin
     )
@@ -247,68 +269,102 @@ def _check_log(agreement: Agreement, evidence: LogEvidence, used: Mapping[str, b
         raise TrustError(
             "governance.witness_quorum", f"checkpoint not witnessed: {e.message}"
         ) from e
+    return signed.checkpoint
+
+
+def _check_logged(checkpoint: Checkpoint, evidence: LogEvidence, name: str, data: bytes) -> None:
+    """``data``, the repository's file ``name``, is in the log under ``checkpoint``."""
+    proof = evidence.proofs.get(name)
+    if proof is None:
+        raise TrustError("governance.not_in_log", f"{name} is not in the transparency log")
+    if proof.leaf_hash != merkle.leaf_hash(data) or proof.tree_size != checkpoint.size:
+        raise TrustError("governance.not_in_log", f"{name}: the proof is for another entry or tree")
+    proof.verify(checkpoint.root_hash)
+
+
+def _check_log(checkpoint: Checkpoint, evidence: LogEvidence, used: Mapping[str, bytes]) -> None:
+    """Step 2: every used file is in the log under the witnessed ``checkpoint``."""
     for name, data in sorted(used.items()):
-        proof = evidence.proofs.get(name)
-        if proof is None:
-            raise TrustError("governance.not_in_log", f"{name} is not in the transparency log")
-        if proof.leaf_hash != merkle.leaf_hash(data) or proof.tree_size != signed.checkpoint.size:
-            raise TrustError(
-                "governance.not_in_log", f"{name}: the proof is for another entry or tree"
-            )
-        proof.verify(signed.checkpoint.root_hash)
+        _check_logged(checkpoint, evidence, name, data)
 
 
 Document = PauseOrder | LiftOrder | TrainingPermit | PolicyVersion
 
-
-def _documents(
-    agreement: Agreement, repository: Repository, roles: Mapping[str, Targets]
-) -> list[Document]:
-    """Step 3: documents match their hashes, sit where their role may sign, obey the root."""
-    found: list[Document] = []
-    for role, targets in sorted(roles.items()):
-        for path, target in sorted(targets.targets.items()):
-            if role_for_path(path) != role:
-                raise TrustError("governance.path_not_delegated", f"{role} cannot sign {path}")
-            data = repository.get(f"targets/{path}")
-            if data is None:
-                raise TrustError("governance.file_missing", f"the repository lacks targets/{path}")
-            try:
-                target.verify_length_and_hashes(data)
-            except tuf_errors.LengthOrHashMismatchError as e:
-                raise TrustError("governance.document_mismatch", f"{path}: {e}") from e
-            if path.startswith("policies/") and path.endswith(_POLICY_SUFFIXES):
-                continue  # a policy file: checked against its PolicyVersion below
-            document = parse_document(data)
-            if document.target_path != path:
-                raise TrustError("governance.path_mismatch", f"{path} holds {document.target_path}")
-            if isinstance(document, PauseOrder):
-                check_sunset(document, max_sunset=agreement.max_sunset)
-            found.append(document)
-    _check_policy_files(repository, roles, found)
-    return found
+#: Targets under these paths can only grant (permits): a defective one is dropped, not fatal.
+_GRANT_PATHS = ("permits/", "quorum-permits/")
 
 
-_POLICY_SUFFIXES = (".toml", ".yaml")
+@dataclass(frozen=True)
+class DroppedDocument:
+    """A target a view left out because it was defective and could only grant: its path,
+    the role that signed it, and why (a ``governance.*``, ``document.*`` or parser reason)."""
+
+    path: str
+    role: str
+    reason: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path} (signed by {self.role}) dropped: {self.message} [{self.reason}]"
 
 
-def policy_file_path(version: PolicyVersion) -> str:
-    """Where the policy file a :class:`PolicyVersion` names is published."""
-    suffix = ".toml" if version.media_type == "application/toml" else ".yaml"
-    return f"policies/{version.policy_id}/{version.version}{suffix}"
+def _grants_only(role: str, path: str) -> bool:
+    """Whether leaving the target out can only stop training, never allow it."""
+    return role == ROLE_PERMITS or path.startswith(_GRANT_PATHS)
+
+
+@dataclass
+class _Documents:
+    """Step 3 (and step 2 for target files): the documents, the bytes read, what was dropped."""
+
+    agreement: Agreement
+    repository: Repository
+    checkpoint: Checkpoint
+    evidence: LogEvidence
+    found: list[Document] = field(default_factory=list)
+    #: Every target file read and verified, by path: the policy files among them are kept.
+    files: dict[str, bytes] = field(default_factory=dict)
+    dropped: list[DroppedDocument] = field(default_factory=list)
+
+    def check(self, roles: Mapping[str, Targets]) -> None:
+        for role, targets in sorted(roles.items()):
+            for path, target in sorted(targets.targets.items()):
+                try:
+                    self._target(role, path, target)
+                except BrakepedalError as e:
+                    if not _grants_only(role, path):
+                        raise
+                    self.dropped.append(DroppedDocument(path, role, e.reason, e.message))
+        _check_policy_files(roles, self.files, self.found)
+
+    def _target(self, role: str, path: str, target: TargetFile) -> None:
+        if role_for_path(path) != role:
+            raise TrustError("governance.path_not_delegated", f"{role} cannot sign {path}")
+        data = self.repository.get(f"targets/{path}")
+        if data is None:
+            raise TrustError("governance.file_missing", f"the repository lacks targets/{path}")
+        try:
+            target.verify_length_and_hashes(data)
+        except tuf_errors.LengthOrHashMismatchError as e:
+            raise TrustError("governance.document_mismatch", f"{path}: {e}") from e
+        _check_logged(self.checkpoint, self.evidence, f"targets/{path}", data)
+        document = document_at(path, data, max_sunset=self.agreement.max_sunset)
+        self.files[path] = data
+        if document is not None:
+            self.found.append(document)
 
 
 def _check_policy_files(
-    repository: Repository, roles: Mapping[str, Targets], found: list[Document]
+    roles: Mapping[str, Targets], files: Mapping[str, bytes], found: list[Document]
 ) -> None:
     signed = roles.get("policies")
     for version in (d for d in found if isinstance(d, PolicyVersion)):
         path = policy_file_path(version)
-        if signed is None or path not in signed.targets:
+        if signed is None or path not in signed.targets or path not in files:
             raise TrustError(
                 "governance.file_missing", f"{version.target_path} names {path}, unsigned"
             )
-        if hashlib.sha256(repository[f"targets/{path}"]).hexdigest() != version.content_sha256:
+        if hashlib.sha256(files[path]).hexdigest() != version.content_sha256:
             raise TrustError(
                 "governance.document_mismatch",
                 f"{path} is not the file {version.target_path} names",
@@ -326,6 +382,8 @@ class GovernanceView:
     timestamp: bytes
     versions: Mapping[str, int]
     policy_files: Mapping[str, bytes] = field(default_factory=dict)
+    #: Defective targets that could only grant, left out (see the module docstring).
+    dropped: tuple[DroppedDocument, ...] = ()
 
     @classmethod
     def load(
@@ -338,7 +396,8 @@ class GovernanceView:
         previous_timestamp: bytes | None = None,
         previous_versions: Mapping[str, int] | None = None,
     ) -> GovernanceView:
-        """Verify ``repository`` from ``trusted_root`` at ``at`` (steps 1 to 3).
+        """Verify ``repository`` from ``trusted_root`` at ``at`` (steps 1 to 3); defective
+        targets that could only grant are left out and listed in :attr:`dropped`.
 
         ``previous_timestamp`` and ``previous_versions`` are what this client verified last
         (:attr:`timestamp`, :attr:`versions`); keep them between refreshes, or a mirror can
@@ -348,22 +407,19 @@ class GovernanceView:
         versions = _check_versions(walk, previous_versions or {})
         agreement = agreement_of(walk.trusted.root)
         _check_delegations(agreement, walk.trusted.targets)
-        _check_log(agreement, evidence, walk.used)
-        documents = _documents(agreement, repository, roles)
+        checkpoint = _witnessed(agreement, evidence)
+        _check_log(checkpoint, evidence, walk.used)
+        documents = _Documents(agreement, repository, checkpoint, evidence)
+        documents.check(roles)
         return cls(
             agreement=agreement,
             root=walk.trusted.root,
-            documents=tuple(documents),
+            documents=tuple(documents.found),
             used_files=tuple(sorted(walk.used)),
             versions=versions,
             timestamp=walk.used[f"metadata/{walk.trusted.timestamp.version}.timestamp.json"],
-            policy_files={
-                p: repository[f"targets/{p}"]
-                for p in roles["policies"].targets
-                if p.endswith(_POLICY_SUFFIXES)
-            }
-            if "policies" in roles
-            else {},
+            policy_files={p: d for p, d in documents.files.items() if is_policy_file(p)},
+            dropped=tuple(documents.dropped),
         )
 
     def _of(self, kind: type[Any]) -> list[Any]:
@@ -380,15 +436,15 @@ class GovernanceView:
         """The orders in force at ``at``."""
         return tuple(o for o in self.orders() if o.in_force_at(at))
 
-    def permits(self) -> tuple[PermitTerms, ...]:
-        """Every published permit's terms."""
+    def permits(self) -> tuple[GovernedPermitTerms, ...]:
+        """Every published permit's terms (with the order each was issued under)."""
         return tuple(permit_terms(p) for p in self._of(TrainingPermit))
 
     def policies(self) -> tuple[tuple[PolicyVersion, bytes], ...]:
         """Every published policy version with the exact policy file it names."""
         return tuple((v, self.policy_files[policy_file_path(v)]) for v in self._of(PolicyVersion))
 
-    def permits_valid(self, at: datetime) -> tuple[PermitTerms, ...]:
+    def permits_valid(self, at: datetime) -> tuple[GovernedPermitTerms, ...]:
         """The permits valid at ``at``."""
         moment = utc_datetime(at)
         return tuple(p for p in self.permits() if p.valid_from <= moment < p.valid_until)

@@ -30,7 +30,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from brakepedal.crypto.canonical import parse_json_object
@@ -117,9 +117,15 @@ class ChallengeRef(BaseModel):
     sequence: int
 
 
+#: Sequences, sizes and indices: stored as signed 64-bit integers, so every route bounds them.
+_MAX_NUMBER = 2**62
+_NAME_MAX = 128
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9._:-]*$"
+
+
 class ChallengeRequest(BaseModel):
-    device: str
-    sequence: int
+    device: Annotated[str, Field(min_length=1, max_length=_NAME_MAX, pattern=_NAME_PATTERN)]
+    sequence: Annotated[int, Field(ge=0, le=_MAX_NUMBER)]
 
 
 def _problem(status: int, reason: str, detail: str) -> JSONResponse:
@@ -197,8 +203,8 @@ def _admin(who: Annotated[tuple[str, str], Depends(_credential)]) -> str:
 
 Auditor = Annotated[str, Depends(_auditor)]
 Admin = Annotated[str, Depends(_admin)]
-Size = Annotated[int, Query(ge=0, le=2**62)]
-Name = Annotated[str, Path(max_length=128, pattern=r"^[a-z0-9][a-z0-9._:-]*$")]
+Size = Annotated[int, Query(ge=0, le=_MAX_NUMBER)]
+Name = Annotated[str, Path(max_length=_NAME_MAX, pattern=_NAME_PATTERN)]
 
 
 def create_app(registry: Registry, *, inline_ingest: bool = False) -> FastAPI:  # noqa: PLR0915
@@ -339,7 +345,7 @@ def create_app(registry: Registry, *, inline_ingest: bool = False) -> FastAPI:  
     @app.get("/v1/reports/{device}/{sequence}", responses={404: {"model": Problem}})
     async def report(
         device: Name,
-        sequence: Annotated[int, Path(ge=0, le=2**62)],
+        sequence: Annotated[int, Path(ge=0, le=_MAX_NUMBER)],
         _who: Auditor,
     ) -> dict[str, Any]:
         index, envelope = await run_in_threadpool(registry.report, device, sequence)

@@ -379,12 +379,7 @@ class Ingestor:
             report = v.report
             head = heads.get(report.device) or self._head(conn, report.device)
             heads[report.device] = head
-            twin = in_batch.get((report.device, report.sequence))
-            if twin is not None and twin.envelope == v.envelope:
-                # The same report twice in one batch: a duplicate of the first copy.
-                twins.append((v, twin))
-                continue
-            reason = self._chain_defect(conn, v, head, duplicates)
+            reason = self._chain_defect(conn, v, head, duplicates, in_batch=in_batch, twins=twins)
             if reason is None:
                 accepted.append(v)
                 in_batch[(report.device, report.sequence)] = v
@@ -417,8 +412,26 @@ class Ingestor:
         v: _Verified,
         head: _Head,
         duplicates: list[tuple[_Verified, int]],
+        *,
+        in_batch: dict[tuple[str, int], _Verified],
+        twins: list[tuple[_Verified, _Verified]],
     ) -> tuple[str, str] | None:
+        """Why ``v`` cannot extend its chain (None: it can). A duplicate of an item accepted
+        earlier in this batch goes to ``twins`` with the empty reason (no rejection)."""
         report, where = v.report, f"reports[{v.index}]"
+        # Items accepted earlier in this batch first: the database does not hold them yet, so
+        # the checks below would call a copy "sequence_old" and a rival report likewise.
+        twin = in_batch.get((report.device, report.sequence))
+        if twin is not None and twin.digest == v.digest:
+            # The same report (payload; the envelope may differ) again: as later, a duplicate.
+            twins.append((v, twin))
+            return ("", "")
+        if twin is not None:
+            return (
+                "ingest.equivocation",
+                f"{where}: {report.device} sequence {report.sequence} is accepted in this batch "
+                f"with another digest ({twin.digest[:16]}...); two reports for one slot",
+            )
         expected = 0 if head.sequence is None else head.sequence + 1
         if report.sequence < expected:
             stored = conn.execute(

@@ -22,8 +22,9 @@ from brakepedal.agent.gate import JobDeclaration, decide, parse_declaration
 from brakepedal.agent.handin import HandIns
 from brakepedal.errors import InputError
 from brakepedal.governance.documents import PauseOrder, TrainingPermit
+from brakepedal.governance.rules import GovernedPermitTerms
 from brakepedal.model.types import DeviceId, EntityId, Flop, JobId, LineageId, OrderId, PermitId
-from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
+from brakepedal.policy.terms import PauseOrderTerms
 from brakepedal.wire.report import GateEvent, GateEventKind
 from tests.unit.governance.world import World
 
@@ -358,6 +359,123 @@ def test_a_broken_hand_in_store_does_not_stop_the_brake_mid_run(site: Site) -> N
     assert site.events() == ["started", "order_in_force", "sigterm", "sigkill", "exited"]
 
 
+def test_a_permit_under_another_order_does_not_cover_the_one_in_force(site: Site) -> None:
+    """The permit names pause-1 (ended); pause-2 is in force: the job is refused under it."""
+    site.publish(pause("pause-1", NOW - 30 * HOUR), "pause-1")
+    site.publish(permit(), "permit-1")  # under pause-1, valid now
+    site.publish(pause("pause-2", NOW - HOUR), "pause-2")
+    site.write()
+    marker = site.folder / "ran"
+    result, _ = site.gate(site.declaration(), child(marker, 0))
+    assert result.returncode == EXIT_REFUSED, result.stderr
+    assert "pause-2" in result.stderr
+    assert "gate.paused" in result.stderr
+    assert not marker.exists()
+    [refused] = site.handed_in()
+    assert (refused.kind, refused.order) == (GateEventKind.REFUSED, OrderId("pause-2"))
+
+
+def _raw_events(site: Site) -> list[dict[str, Any]]:
+    lines = (site.folder / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_junk_at_permits_does_not_hide_a_later_order_from_a_running_job(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The permit authority alone (not the order quorum) gets junk published at permits/ (by
+    a publisher that does not check it); the view drops it and the order still stops the job."""
+    from brakepedal.governance import repository  # noqa: PLC0415
+
+    site.write()
+    marker = site.folder / "ran"
+
+    def junk_then_order() -> PauseOrder:
+        world = site.world
+        junk = repository.propose_document(
+            world.files, "junk", "permits/junk.json", b"{}", expires=NOW + 300 * HOUR
+        )
+        with monkeypatch.context() as unchecked:
+            unchecked.setattr(repository, "_check_documents", lambda *_: None)
+            world.publish(world.sign(junk, "authority-1", "authority-2"), NOW - HOUR)
+        return pause("pause-1", datetime.now(UTC))
+
+    result, elapsed = site.gate(
+        site.declaration(), child(marker, 60), mid_run=junk_then_order, marker=marker
+    )
+    assert result.returncode == EXIT_REFUSED, result.stderr
+    assert elapsed < 30
+    assert site.events() == ["started", "document_dropped", "order_in_force", "sigterm", "exited"]
+    [dropped] = [e for e in _raw_events(site) if e["event"] == "document_dropped"]
+    assert (dropped["path"], dropped["role"]) == ("permits/junk.json", "permits")
+    assert dropped["reason"] == "document.field_missing"
+
+
+def test_a_failed_refresh_keeps_enforcing_the_last_verified_orders(site: Site) -> None:
+    """Verified before the job starts: an order that comes into force a few seconds later.
+    Then every refresh fails (the evidence is replaced by junk); the order still stops the
+    job when it comes into force, and its grace period is kept."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    site.publish(pause("pause-1", start, grace=1), "pause-1")
+    site.write()
+    marker = site.folder / "ran"
+    process = site.start(site.declaration(), child(marker, 60))
+    began = time.monotonic()
+    while not marker.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() - began < 30, "the job never started"
+        time.sleep(0.05)
+    assert datetime.now(UTC) < start, "the gate took too long to start the job"
+    junk = site.folder / "evidence.json.new"
+    junk.write_text("{}")
+    junk.replace(site.folder / "evidence.json")  # whole, as the gate may read meanwhile
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == EXIT_REFUSED, stderr
+    events = _raw_events(site)
+    steps = [e["event"] for e in events]
+    assert steps == ["started", "governance_unavailable", "order_in_force", "sigterm", "exited"]
+    unavailable = events[1]
+    assert unavailable["reason"] == "evidence.format_invalid"
+    assert unavailable["last_verified_view"] is True
+    term = next(e for e in site.handed_in() if e.kind is GateEventKind.SIGNALLED_TERM)
+    assert term.order == OrderId("pause-1")
+    assert term.at >= start + timedelta(seconds=1)
+
+
+def test_a_replayed_older_state_does_not_hide_a_verified_order(site: Site) -> None:
+    """A mirror swaps in the timestamp from before the order (still unexpired, in the log):
+    the gate refuses it as a rollback against the view it verified, and the order stops the
+    job."""
+    site.write()
+    older = site.world.files["metadata/timestamp.json"]
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
+    site.publish(pause("pause-1", start), "pause-1")
+    site.write()
+    marker = site.folder / "ran"
+    process = site.start(site.declaration(), child(marker, 60))
+    began = time.monotonic()
+    while not marker.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() - began < 30, "the job never started"
+        time.sleep(0.05)
+    assert datetime.now(UTC) < start, "the gate took too long to start the job"
+    replayed = site.folder / "repo" / "metadata" / "timestamp.json"
+    aside = replayed.with_name("timestamp.json.new")
+    aside.write_bytes(older)
+    aside.replace(replayed)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == EXIT_REFUSED, stderr
+    events = _raw_events(site)
+    assert [e["event"] for e in events] == [
+        "started",
+        "governance_unavailable",
+        "order_in_force",
+        "sigterm",
+        "exited",
+    ]
+    assert events[1]["reason"] == "governance.rollback"
+
+
 # ---------------------------------------------------------------------------- pure decisions
 
 JOB = JobDeclaration(
@@ -372,7 +490,10 @@ JOB = JobDeclaration(
 ORDER = PauseOrderTerms(OrderId("p"), Flop(10**23), frozenset({"eu"}), NOW - HOUR, NOW + HOUR)
 
 
-def terms(**changes: object) -> PermitTerms:
+ORDER_2 = replace(ORDER, order_id=OrderId("q"))
+
+
+def terms(**changes: object) -> GovernedPermitTerms:
     fields: dict[str, object] = {
         "permit_id": PermitId("x"),
         "owner_group": EntityId("lab"),
@@ -381,9 +502,10 @@ def terms(**changes: object) -> PermitTerms:
         "valid_until": NOW + HOUR,
         "lineage": LineageId("atlas"),
         "under_order_quorum": True,
+        "under_order": OrderId("p"),
     }
     fields.update(changes)
-    return PermitTerms(**fields)  # type: ignore[arg-type]
+    return GovernedPermitTerms(**fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -407,8 +529,28 @@ def terms(**changes: object) -> PermitTerms:
         (
             replace(JOB, lineage_flop=Flop(1)),
             [ORDER],
-            [terms(under_order_quorum=False)],
+            [terms(under_order_quorum=False, under_order=None)],
             "gate.paused",
+        ),
+        # A permit under another order (a lifted or ended one) does not cover this one.
+        (
+            replace(JOB, lineage_flop=Flop(1)),
+            [ORDER],
+            [terms(under_order=OrderId("q"))],
+            "gate.paused",
+        ),
+        # In scope of two orders: a permit under each is needed.
+        (
+            replace(JOB, lineage_flop=Flop(1)),
+            [ORDER, ORDER_2],
+            [terms()],
+            "gate.paused",
+        ),
+        (
+            replace(JOB, lineage_flop=Flop(1)),
+            [ORDER, ORDER_2],
+            [terms(), terms(permit_id=PermitId("y"), under_order=OrderId("q"))],
+            "gate.permitted",
         ),
         (
             replace(JOB, lineage_flop=Flop(1)),
@@ -440,10 +582,22 @@ def terms(**changes: object) -> PermitTerms:
 def test_decision_table(
     job: JobDeclaration,
     orders: list[PauseOrderTerms] | None,
-    permits: list[PermitTerms],
+    permits: list[GovernedPermitTerms],
     reason: str,
 ) -> None:
     assert decide(job, at=NOW, orders=orders, permits=permits).reason == reason
+
+
+def test_a_refusal_names_the_uncovered_order_enforced_first() -> None:
+    job = replace(JOB, lineage_flop=Flop(1))
+    later = replace(ORDER, grace_seconds=600)  # "p", enforced ten minutes after "q"
+    decision = decide(job, at=NOW, orders=[later, ORDER_2], permits=[])
+    assert (decision.reason, decision.order) == ("gate.paused", OrderId("q"))
+    covered = decide(
+        job, at=NOW, orders=[later, ORDER_2], permits=[terms(under_order=OrderId("q"))]
+    )
+    assert (covered.reason, covered.order) == ("gate.paused", OrderId("p"))
+    assert covered.enforced_from == later.enforced_from
 
 
 def declaration(**fields: object) -> bytes:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
-from tuf.api.metadata import Metadata
+from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from brakepedal.errors import BrakepedalError, InputError, TrustError
+from brakepedal.governance import repository
 from brakepedal.governance.agreement import build_root, build_targets
-from brakepedal.governance.documents import PauseOrder
-from brakepedal.governance.repository import proposal_status, propose_metadata
-from brakepedal.model.types import Flop, OrderId
+from brakepedal.governance.documents import PauseOrder, PolicyVersion, TrainingPermit
+from brakepedal.governance.repository import (
+    Proposal,
+    latest_version,
+    proposal_status,
+    propose_metadata,
+)
+from brakepedal.model.types import EntityId, Flop, LineageId, OrderId, PermitId, PolicyId
 
 from .world import T0, World
 
@@ -267,3 +274,209 @@ def test_targets_must_delegate_as_the_root_says(world: World) -> None:
     world.publish(world.sign(propose_metadata("targets-2", targets), *quorum))
     error = refused(lambda: world.view(T0 + DAY))
     assert error.reason == "governance.delegations_mismatch"
+
+
+# ------------------------------------------------- what only grants cannot break the view
+
+AUTHORITY = ("authority-1", "authority-2")
+
+
+def permit(serial: int = 1, *, under: str | None = None) -> TrainingPermit:
+    return TrainingPermit(
+        permit_id=PermitId(f"permit-{serial}"),
+        serial=serial,
+        owner_group=EntityId("lab"),
+        flop_budget=Flop(10**24),
+        valid_from=T0,
+        valid_until=T0 + 30 * DAY,
+        lineage=LineageId("atlas"),
+        under_order=None if under is None else OrderId(under),
+    )
+
+
+def raw_proposal(world: World, role: str, files: dict[str, bytes]) -> Proposal:
+    """The next version of ``role`` signing ``files`` at any path (no checks at all)."""
+    current = Metadata[Targets].from_bytes(
+        world.files[f"metadata/{latest_version(world.files, role)}.{role}.json"]
+    )
+    signed = current.signed
+    signed.version += 1
+    for path, data in files.items():
+        signed.targets[path] = TargetFile.from_data(path, data, ["sha256"])
+    new = {p: d for p, d in files.items() if f"targets/{p}" not in world.files}
+    return Proposal(f"raw-{role}-{signed.version}", role, Metadata(signed), new)
+
+
+def publish_unchecked(
+    world: World, monkeypatch: pytest.MonkeyPatch, proposal: Proposal, *signers: str
+) -> None:
+    """Publish as a publisher that does not check documents would (an older one, or an
+    operator's own tooling): the view must cope with what it writes."""
+    with monkeypatch.context() as unchecked:
+        unchecked.setattr(repository, "_check_documents", lambda *_: None)
+        world.publish(world.sign(proposal, *signers))
+
+
+PUBLISH_CASES: list[tuple[str, str, dict[str, bytes], tuple[str, ...], str]] = [
+    (
+        "junk at permits",
+        "permits",
+        {"permits/evil.json": b"{}"},
+        AUTHORITY,
+        "document.field_missing",
+    ),
+    (
+        "not canonical",
+        "permits",
+        {"permits/evil.json": b'{"not": "a permit"}'},
+        AUTHORITY,
+        "canonical.not_canonical",
+    ),
+    (
+        "a permit at another permit's path",
+        "permits",
+        {"permits/00000002-permit-2.json": permit(1).to_bytes()},
+        AUTHORITY,
+        "governance.path_mismatch",
+    ),
+    (
+        "a quorum permit under permits",
+        "permits",
+        {"permits/00000001-permit-1.json": permit(1, under="pause-1").to_bytes()},
+        AUTHORITY,
+        "governance.path_mismatch",
+    ),
+    (
+        "the permit authority signs an order path",
+        "permits",
+        {"orders/pause-9.json": order("pause-9").to_bytes()},
+        AUTHORITY,
+        "proposal.role_invalid",
+    ),
+    (
+        "an order over the agreement's longest sunset",
+        "orders",
+        {"orders/pause-9.json": order("pause-9", days=181).to_bytes()},
+        QUORUM,
+        "document.sunset_too_long",
+    ),
+    (
+        "a policy version without its policy file",
+        "policies",
+        {
+            "policies/pause/1.json": PolicyVersion(
+                policy_id=PolicyId("pause"),
+                version=1,
+                media_type="application/toml",
+                content_sha256=hashlib.sha256(b"x").hexdigest(),
+                title="pause",
+            ).to_bytes()
+        },
+        tuple(f"party-{i}" for i in range(1, 7)),
+        "governance.file_missing",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("role", "files", "signers", "reason"),
+    [c[1:] for c in PUBLISH_CASES],
+    ids=[c[0] for c in PUBLISH_CASES],
+)
+def test_publishing_checks_every_document_it_signs(
+    world: World, role: str, files: dict[str, bytes], signers: tuple[str, ...], reason: str
+) -> None:
+    before = dict(world.files)
+    proposal = world.sign(raw_proposal(world, role, files), *signers)
+    error = refused(lambda: world.publish(proposal))
+    assert error.reason == reason, error
+    assert world.files == before
+
+
+def test_publishing_refuses_to_resign_a_published_document_with_another_hash(
+    world: World,
+) -> None:
+    world.publish(world.sign(world.propose("permit", permit(1)), *AUTHORITY))
+    proposal = raw_proposal(world, "permits", {"permits/00000001-permit-1.json": b"other"})
+    error = refused(lambda: world.publish(world.sign(proposal, *AUTHORITY)))
+    assert error.reason == "governance.document_mismatch"
+
+
+def test_the_view_drops_defective_grants_and_keeps_every_order(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Junk only the permit authority signed (or a grant that is not public) is left out with
+    a recorded reason; the orders the order quorum published stay in force."""
+    good = permit(1)
+    publish_unchecked(
+        world,
+        monkeypatch,
+        raw_proposal(
+            world,
+            "permits",
+            {
+                "permits/evil.json": b"{}",
+                "orders/pause-9.json": order("pause-9").to_bytes(),  # not the authority's path
+                good.target_path: good.to_bytes(),
+            },
+        ),
+        *AUTHORITY,
+    )
+    quorum_permit = permit(2, under="pause-1")
+    published(world)  # pause-1, by the order quorum
+    world.publish(world.sign(world.propose("quorum-permit", quorum_permit), *QUORUM))
+    at = T0 + 2 * DAY
+    world.heartbeat(at)
+    unlogged = f"targets/{quorum_permit.target_path}"
+    view = world.view(at, heartbeat=False, evidence=world.evidence(skip=(unlogged,)))
+    assert [o.order_id for o in view.orders_in_force(at)] == ["pause-1"]
+    assert [p.permit_id for p in view.permits()] == ["permit-1"]
+    assert {(d.path, d.role, d.reason) for d in view.dropped} == {
+        ("orders/pause-9.json", "permits", "governance.path_not_delegated"),
+        ("permits/evil.json", "permits", "document.field_missing"),
+        (quorum_permit.target_path, "orders", "governance.not_in_log"),
+    }
+    assert all(str(d).startswith(f"{d.path} (signed by {d.role}) dropped") for d in view.dropped)
+    # Before, any one of these made every view fail, and a gate let running jobs go on.
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "reason"),
+    [
+        ("orders/junk.json", b"{}", "document.field_missing"),
+        ("lifts/lift-1.json", order("lift-1").to_bytes(), "governance.path_mismatch"),
+    ],
+)
+def test_a_defective_order_or_lift_still_refuses_the_view(
+    world: World, monkeypatch: pytest.MonkeyPatch, path: str, data: bytes, reason: str
+) -> None:
+    """Leaving out an order or a lift could let training through: only grants are dropped."""
+    publish_unchecked(world, monkeypatch, raw_proposal(world, "orders", {path: data}), *QUORUM)
+    assert refused(lambda: world.view(T0 + DAY)).reason == reason
+
+
+# ------------------------------------------------------------ document text in the log
+
+
+def test_an_order_whose_text_is_not_in_the_log_does_nothing(world: World) -> None:
+    """Only the metadata (which names the order by hash) is logged: not public, no effect."""
+    proposal = world.sign(world.propose("p", order()), *QUORUM)
+    new = repository.publish(world.files, proposal, operator=world.operator, at=T0)
+    world.record({name: data for name, data in new.items() if not name.startswith("targets/")})
+    world.files.update(new)
+    world.heartbeat(T0 + DAY)
+    error = refused(lambda: world.view(T0 + 2 * DAY))
+    assert error.reason == "governance.not_in_log"
+    assert "targets/orders/pause-1.json" in error.message
+
+
+def test_a_proof_for_other_text_does_not_log_a_document(world: World) -> None:
+    published(world)
+    world.heartbeat(T0 + DAY)
+    evidence = world.evidence()
+    other = dict(evidence.proofs)
+    other["targets/orders/pause-1.json"] = other["metadata/2.orders.json"]
+    forged = replace(evidence, proofs=other)
+    error = refused(lambda: world.view(T0 + DAY, heartbeat=False, evidence=forged))
+    assert error.reason == "governance.not_in_log"
+    assert "another entry" in error.message

@@ -787,6 +787,7 @@ def test_permit_terms(under_order: OrderId | None) -> None:
     )
     terms = permit_terms(document)
     assert terms.under_order_quorum is (under_order is not None)
+    assert terms.under_order == under_order  # the order, not only a flag (the gate compares)
     for name in ("permit_id", "owner_group", "flop_budget", "valid_from", "valid_until"):
         assert getattr(terms, name) == getattr(document, name)
     assert (terms.lineage, terms.run, terms.device_count, terms.devices) == (

@@ -158,6 +158,36 @@ def test_challenge_round_trip(registry: Registry, server: Server) -> None:
     assert server.client.get("/v1/challenges/pending/gpu-0").json()["challenges"] == []
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"device": "gpu-0", "sequence": 2**70}, "sequence"),  # was a 500 (OverflowError)
+        ({"device": "gpu-0", "sequence": 2**63}, "sequence"),
+        ({"device": "gpu-0", "sequence": -1}, "sequence"),
+        ({"device": "gpu-0\x00", "sequence": 0}, "device"),
+        ({"device": "GPU-0", "sequence": 0}, "device"),
+        ({"device": "", "sequence": 0}, "device"),
+        ({"device": "x" * 129, "sequence": 0}, "device"),
+    ],
+)
+def test_challenge_request_is_bounded(
+    registry: Registry, server: Server, body: dict[str, object], field: str
+) -> None:
+    gpu = Device("gpu-0")
+    server.client.post("/v1/devices", content=gpu.enrolment())
+    server.client.post("/v1/reports", content=batch(gpu.report()))
+    auth = {"Authorization": f"Bearer {registry.add_credential('auditor-1', 'auditor')}"}
+    answer = server.client.post("/v1/challenges", json=body, headers=auth)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["body", field]
+    # Within the bounds, an unknown report is a 404, not a 500.
+    unknown = server.client.post(
+        "/v1/challenges", json={"device": "gpu-0", "sequence": 2**62}, headers=auth
+    )
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["reason"] == "registry.not_found"
+
+
 def test_consistency_tiles_and_cosignatures(registry: Registry, server: Server) -> None:
     gpu = Device("gpu-0")
     server.client.post("/v1/devices", content=gpu.enrolment())

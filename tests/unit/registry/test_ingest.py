@@ -254,6 +254,57 @@ def test_the_same_report_twice_in_one_batch_is_a_duplicate(
     assert _stored(registry)[2] == 2
 
 
+def _resigned(envelope: bytes) -> bytes:
+    """The same signed report in another envelope: one more (junk) signature."""
+    document = json.loads(envelope)
+    document["signatures"].append({"keyid": "", "sig": base64.b64encode(b"x" * 64).decode()})
+    return json.dumps(document).encode()
+
+
+def _items(*envelopes: bytes) -> bytes:
+    return json.dumps({"reports": [json.loads(e) for e in envelopes]}).encode()
+
+
+def test_two_reports_for_one_slot_in_one_batch_are_equivocation(
+    registry: Registry, server: Server
+) -> None:
+    """As in separate batches (registry.md's table): not ``ingest.sequence_old``."""
+    (gpu,) = _enrolled(server, "gpu-0")
+    rival = gpu.report(power=100.0, advance=False)
+    honest = gpu.report()
+    results = server.client.post("/v1/reports", content=batch(honest, rival)).json()["results"]
+    assert [(r["status"], r["reason"]) for r in results] == [
+        ("accepted", None),
+        ("rejected", "ingest.equivocation"),
+    ]
+    assert _stored(registry) == (1, 1, 2)
+    assert registry.rejections(after=0, limit=10)[-1]["reason"] == "ingest.equivocation"
+    later = server.client.post("/v1/reports", content=batch(rival)).json()["results"]
+    assert [(r["status"], r["reason"]) for r in later] == [("rejected", "ingest.equivocation")]
+    # The honest chain goes on.
+    more = server.client.post("/v1/reports", content=batch(gpu.report())).json()["results"]
+    assert more[0]["status"] == "accepted"
+
+
+def test_the_same_report_in_another_envelope_in_one_batch_is_a_duplicate(
+    registry: Registry, server: Server
+) -> None:
+    """Same payload, other envelope: a duplicate in the batch, as it is in a later one."""
+    (gpu,) = _enrolled(server, "gpu-0")
+    report = gpu.report()
+    again = _resigned(report)
+    results = server.client.post("/v1/reports", content=_items(report, again)).json()["results"]
+    assert [(r["status"], r["reason"]) for r in results] == [
+        ("accepted", None),
+        ("duplicate", "ingest.duplicate"),
+    ]
+    assert results[0]["log_index"] == results[1]["log_index"] == 1
+    assert _stored(registry) == (1, 0, 2)
+    later = server.client.post("/v1/reports", content=_items(again)).json()["results"]
+    assert [(r["status"], r["log_index"]) for r in later] == [("duplicate", 1)]
+    assert _stored(registry)[0::2] == (1, 2)
+
+
 def test_evidence_keeps_what_the_database_cannot_store_raw(
     registry: Registry, server: Server
 ) -> None:

@@ -31,12 +31,20 @@ EXPECTED: dict[str, dict[str, set[str] | None]] = {
     "throttle-as-inference": {"lab-a": {"challenge.workload_mismatch"}},
     "mixed-training-inference": {"cloud-c": {"challenge.workload_mismatch"}},
     "forged-reports": {"lab-a": None},
-    "forged-reports-alongside": {"lab-a": {"refused:ingest.sequence_old", "policy.pause_order"}},
+    # A forged report for a slot the device's own chain fills is equivocation (in one batch or
+    # across batches); one for a slot already behind the chain head is an old sequence.
+    "forged-reports-alongside": {
+        "lab-a": {
+            "refused:ingest.equivocation",
+            "refused:ingest.sequence_old",
+            "policy.pause_order",
+        }
+    },
     "replay-reports": {
         "lab-a": {"device.silent", "challenge.unanswered", "refused:ingest.duplicate"}
     },
     "backdated-clock": {"lab-a": {"refused:ingest.window_overlap", "device.silent"}},
-    "cloned-identity": {"lab-b": {"refused:ingest.sequence_old"}},
+    "cloned-identity": {"lab-b": {"refused:ingest.equivocation", "refused:ingest.sequence_old"}},
     "permit-overrun": {"lab-b": {"policy.permit_budget_exceeded"}},
     "smuggled-devices": {"lab-b": {"devices.unenrolled"}},
     "registry-drop": {"lab-a": {"device.silent", "chain.gap"}, "registry": {"chain.gap"}},
