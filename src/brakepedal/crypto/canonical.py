@@ -33,6 +33,7 @@ __all__ = [
     "loads_plain",
     "parse_json_object",
     "require_canonical",
+    "typed_candidate",
 ]
 
 #: Largest integer an IEEE 754 double holds exactly (ECMAScript ``Number.MAX_SAFE_INTEGER``).
@@ -45,6 +46,22 @@ _MAX_ENCODE_DEPTH = 128
 # Longest decimal text (with sign) of an integer within +/-MAX_SAFE_INTEGER; longer digit runs
 # are refused before int() spends time on them.
 _MAX_INT_TEXT = len(str(-MAX_SAFE_INTEGER))
+
+
+def typed_candidate(data: object, limits: Limits, *, depth: int, size: int | None = None) -> bool:
+    """Whether a typed fast reader (a msgspec decoder whose re-encoding is compared with the
+    input) may try ``data``: bytes of at most ``size`` (and ``limits.max_json_bytes``), ASCII
+    and without a backslash (no escape for two readers to decode differently), of a document
+    type that nests ``depth`` deep within ``limits.max_json_depth``. ``False`` sends the input
+    to the strict reader, which decides."""
+    most = limits.max_json_bytes if size is None else min(size, limits.max_json_bytes)
+    return (
+        isinstance(data, bytes)
+        and len(data) <= most
+        and depth <= limits.max_json_depth
+        and data.isascii()
+        and b"\\" not in data
+    )
 
 
 def canonical_json(value: object) -> bytes:

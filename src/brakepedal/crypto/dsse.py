@@ -30,7 +30,7 @@ import msgspec
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import UnverifiedSignatureError
 
-from brakepedal.crypto.canonical import canonical_json, parse_json_object
+from brakepedal.crypto.canonical import canonical_json, parse_json_object, typed_candidate
 from brakepedal.crypto.keys import Key, Signature, Signer, key_fingerprint, require_trusted_key
 from brakepedal.errors import InputError, TrustError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
@@ -188,12 +188,7 @@ def canonical_envelope(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Parse
     padded standard form of its bytes. The limits and the payload type are checked as the
     strict path checks them. ``tests/unit/crypto/test_dsse.py`` compares both paths.
     """
-    if (
-        len(data) > min(limits.max_envelope_bytes, limits.max_json_bytes)
-        or limits.max_json_depth < _WIRE_DEPTH
-        or not data.isascii()
-        or b"\\" in data
-    ):
+    if not typed_candidate(data, limits, depth=_WIRE_DEPTH, size=limits.max_envelope_bytes):
         return None
     try:
         wire = _WIRE_DECODER.decode(data)

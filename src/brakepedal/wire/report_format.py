@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import msgspec
 
 from brakepedal.accounting.usage import MAX_WINDOW_SECONDS, Workload
+from brakepedal.crypto.canonical import typed_candidate
 from brakepedal.errors import BrakepedalError, InputError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.model.types import DeviceId, EntityId, Identifier, JobId, PermitId, SiteId
@@ -371,13 +372,7 @@ def canonical_report(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> UsageRe
     equal report: ``tests/unit/wire/test_report.py`` compares both on generated reports and
     near misses.
     """
-    if (
-        not isinstance(data, bytes)
-        or len(data) > limits.max_json_bytes
-        or limits.max_json_depth < _REPORT_DEPTH
-        or not data.isascii()
-        or b"\\" in data
-    ):
+    if not typed_candidate(data, limits, depth=_REPORT_DEPTH):
         return None
     try:
         report = _REPORT_DECODER.decode(data)
