@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 from brakepedal.accounting.usage import Workload
 from brakepedal.crypto.canonical import parse_json_object
 from brakepedal.errors import InputError
-from brakepedal.governance.rules import GovernedPermitTerms
 from brakepedal.model.types import (
     EntityId,
     Flop,
@@ -41,7 +40,7 @@ from brakepedal.model.types import (
     RunId,
     utc_datetime,
 )
-from brakepedal.policy.terms import PauseOrderTerms
+from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
 
 __all__ = ["DECLARATION_FORMAT", "GateDecision", "JobDeclaration", "decide", "parse_declaration"]
 
@@ -163,9 +162,9 @@ def _in_scope(job: JobDeclaration, order: PauseOrderTerms) -> bool:
 def _covering_permit(
     job: JobDeclaration,
     order: PauseOrderTerms,
-    permits: Sequence[GovernedPermitTerms],
+    permits: Sequence[PermitTerms],
     at: datetime,
-) -> GovernedPermitTerms | None:
+) -> PermitTerms | None:
     for permit in permits:
         if not (permit.under_order_quorum and permit.under_order == order.order_id):
             continue
@@ -188,7 +187,7 @@ def decide(
     *,
     at: datetime,
     orders: Sequence[PauseOrderTerms] | None,
-    permits: Sequence[GovernedPermitTerms] = (),
+    permits: Sequence[PermitTerms] = (),
 ) -> GateDecision:
     """The gate's decision for ``job`` at ``at``; ``orders`` None means no verified state.
 

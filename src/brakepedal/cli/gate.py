@@ -40,10 +40,9 @@ from brakepedal.cli.files import read_input
 from brakepedal.cli.gov_files import read_repository
 from brakepedal.cli.output import EXIT_VIOLATION, reports_errors
 from brakepedal.errors import BrakepedalError, InputError
-from brakepedal.governance.rules import GovernedPermitTerms
 from brakepedal.governance.view import DroppedDocument, GovernanceView, LogEvidence
 from brakepedal.model.types import OrderId, format_utc
-from brakepedal.policy.terms import PauseOrderTerms
+from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
 from brakepedal.wire.report import GateEvent, GateEventKind, short_detail
 
 __all__ = ["gate"]
@@ -98,7 +97,7 @@ class _Governance:
 
     def state(
         self, at: datetime
-    ) -> tuple[Sequence[PauseOrderTerms] | None, Sequence[GovernedPermitTerms], str]:
+    ) -> tuple[Sequence[PauseOrderTerms] | None, Sequence[PermitTerms], str]:
         """Orders in force and permits valid at ``at``, and :data:`VERIFIED` or why the view
         did not verify now.
 

@@ -308,6 +308,7 @@ def view(
                     "permit": p.permit_id,
                     "owner_group": p.owner_group,
                     "under_order_quorum": p.under_order_quorum,
+                    "under_order": p.under_order,
                 }
                 for p in permits
             ],

@@ -7,7 +7,6 @@ relate them to the agreement root and turn them into the terms policy evaluation
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 
 from brakepedal.errors import InputError, TrustError
@@ -19,12 +18,11 @@ from brakepedal.governance.documents import (
     TrainingPermit,
     parse_document,
 )
-from brakepedal.model.types import Flop, OrderId
+from brakepedal.model.types import Flop
 from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
 
 __all__ = [
     "POLICY_FILE_SUFFIXES",
-    "GovernedPermitTerms",
     "check_permit_serial",
     "check_sunset",
     "document_at",
@@ -68,30 +66,6 @@ def document_at(path: str, data: bytes, *, max_sunset: timedelta) -> GovernanceD
     if isinstance(document, PauseOrder):
         check_sunset(document, max_sunset=max_sunset)
     return document
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GovernedPermitTerms(PermitTerms):
-    """:class:`~brakepedal.policy.terms.PermitTerms` with the order whose quorum signed the
-    permit (``under_order``; None for an ordinary permit of the permit authority).
-
-    A permit lets a job train through a pause only under the order that pauses it: one issued
-    under ``pause-1`` says nothing about ``pause-2`` (docs/governance.md, "Permits in a pause").
-    """
-
-    under_order: OrderId | None = None
-
-    def __post_init__(self) -> None:
-        PermitTerms.__post_init__(self)  # a slotted dataclass: no zero-argument super()
-        if self.under_order is not None and not isinstance(self.under_order, OrderId):
-            raise InputError(
-                "permit.field_invalid", f"permit {self.permit_id}: under_order is not an OrderId"
-            )
-        if (self.under_order is not None) != self.under_order_quorum:
-            raise InputError(
-                "permit.field_invalid",
-                f"permit {self.permit_id}: under_order_quorum iff under_order is set",
-            )
 
 
 def check_sunset(order: PauseOrder, *, max_sunset: timedelta) -> None:
@@ -146,10 +120,10 @@ def order_terms(order: PauseOrder, lifts: Iterable[LiftOrder]) -> PauseOrderTerm
     )
 
 
-def permit_terms(permit: TrainingPermit) -> GovernedPermitTerms:
+def permit_terms(permit: TrainingPermit) -> PermitTerms:
     """The terms policy evaluation needs, with the permit's ``under_order``;
     ``under_order_quorum`` iff ``under_order`` is set."""
-    return GovernedPermitTerms(
+    return PermitTerms(
         permit_id=permit.permit_id,
         owner_group=permit.owner_group,
         flop_budget=permit.flop_budget,

@@ -65,7 +65,6 @@ from brakepedal.governance.documents import (
 )
 from brakepedal.governance.repository import Repository
 from brakepedal.governance.rules import (
-    GovernedPermitTerms,
     document_at,
     is_policy_file,
     order_terms,
@@ -74,7 +73,7 @@ from brakepedal.governance.rules import (
 )
 from brakepedal.model.limits import Limits
 from brakepedal.model.types import utc_datetime
-from brakepedal.policy.terms import PauseOrderTerms
+from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
 from brakepedal.tlog import merkle
 from brakepedal.tlog.checkpoint import Checkpoint, open_checkpoint
 from brakepedal.tlog.cosignature import verify_cosignatures
@@ -436,7 +435,7 @@ class GovernanceView:
         """The orders in force at ``at``."""
         return tuple(o for o in self.orders() if o.in_force_at(at))
 
-    def permits(self) -> tuple[GovernedPermitTerms, ...]:
+    def permits(self) -> tuple[PermitTerms, ...]:
         """Every published permit's terms (with the order each was issued under)."""
         return tuple(permit_terms(p) for p in self._of(TrainingPermit))
 
@@ -444,7 +443,7 @@ class GovernanceView:
         """Every published policy version with the exact policy file it names."""
         return tuple((v, self.policy_files[policy_file_path(v)]) for v in self._of(PolicyVersion))
 
-    def permits_valid(self, at: datetime) -> tuple[GovernedPermitTerms, ...]:
+    def permits_valid(self, at: datetime) -> tuple[PermitTerms, ...]:
         """The permits valid at ``at``."""
         moment = utc_datetime(at)
         return tuple(p for p in self.permits() if p.valid_from <= moment < p.valid_until)

@@ -389,7 +389,7 @@ class _Evaluator:
             group=self._party(rule.subject, name),
             lineage=self.ledger.lineage_of(run) if run is not None else LineageId(name),
             run=run,
-            quorum_only=order is not None,
+            order=None if order is None else order.order_id,
         )
         outside = permits.uncovered(self.ledger, kind, name, span, scope)
         if outside.value and order is None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Literal
 
 from brakepedal.accounting.ledger import Ledger, Subject
-from brakepedal.model.types import EntityId, Flop, LineageId, RunId
+from brakepedal.model.types import EntityId, Flop, LineageId, OrderId, RunId
 from brakepedal.policy.explain import format_flop
 from brakepedal.policy.terms import PermitTerms
 
@@ -38,14 +38,15 @@ def covering(
     group: EntityId,
     lineage: LineageId,
     run: RunId | None,
-    quorum_only: bool,
+    order: OrderId | None,
 ) -> list[PermitTerms]:
-    """The permits whose scope includes the subject (``run`` None: the whole ``lineage``)."""
+    """The permits whose scope includes the subject (``run`` None: the whole ``lineage``);
+    with ``order`` (a pause order in force), only the permits issued under that order."""
     return [
         permit
         for permit in permits
         if permit.covers(group=group, lineage=lineage, run=run)
-        and (permit.under_order_quorum or not quorum_only)
+        and (order is None or permit.under_order == order)
     ]
 
 

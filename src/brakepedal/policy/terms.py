@@ -101,8 +101,10 @@ class PermitTerms:
     that run and nothing else; with both, it covers ``run`` if it belongs to ``lineage``.
     ``flop_budget`` bounds the compute done under the permit while it is valid; ``devices``
     and ``device_count``, when given, bound which and how many devices may do it.
-    ``under_order_quorum`` says the permit was issued under a pause order's quorum, which is
-    the only kind that allows training during a pause.
+    ``under_order`` names the pause order whose quorum issued the permit, the only kind that
+    allows training during a pause, and then only during that order: a permit issued under
+    ``pause-1`` says nothing about ``pause-2`` (docs/governance.md, "Permits in a pause").
+    ``under_order_quorum`` is set exactly when ``under_order`` is.
     """
 
     permit_id: PermitId
@@ -115,6 +117,7 @@ class PermitTerms:
     device_count: int | None = None
     devices: frozenset[DeviceId] | None = None
     under_order_quorum: bool = False
+    under_order: OrderId | None = None
 
     def __post_init__(self) -> None:
         where = f"permit {self.permit_id}"
@@ -133,6 +136,12 @@ class PermitTerms:
             raise InputError("permit.validity_invalid", f"{where}: expires before it starts")
         self._check_devices(where)
         _require(self.under_order_quorum, bool, "permit.field_invalid", f"{where}: quorum flag")
+        if self.under_order is not None:
+            _require(self.under_order, OrderId, "permit.field_invalid", f"{where}: under_order")
+        if (self.under_order is not None) != self.under_order_quorum:
+            raise InputError(
+                "permit.field_invalid", f"{where}: under_order_quorum iff under_order is set"
+            )
 
     def _check_devices(self, where: str) -> None:
         if self.device_count is not None:

@@ -22,9 +22,8 @@ from brakepedal.agent.gate import JobDeclaration, decide, parse_declaration
 from brakepedal.agent.handin import HandIns
 from brakepedal.errors import InputError
 from brakepedal.governance.documents import PauseOrder, TrainingPermit
-from brakepedal.governance.rules import GovernedPermitTerms
 from brakepedal.model.types import DeviceId, EntityId, Flop, JobId, LineageId, OrderId, PermitId
-from brakepedal.policy.terms import PauseOrderTerms
+from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
 from brakepedal.wire.report import GateEvent, GateEventKind
 from tests.unit.governance.world import World
 
@@ -493,7 +492,7 @@ ORDER = PauseOrderTerms(OrderId("p"), Flop(10**23), frozenset({"eu"}), NOW - HOU
 ORDER_2 = replace(ORDER, order_id=OrderId("q"))
 
 
-def terms(**changes: object) -> GovernedPermitTerms:
+def terms(**changes: object) -> PermitTerms:
     fields: dict[str, object] = {
         "permit_id": PermitId("x"),
         "owner_group": EntityId("lab"),
@@ -505,7 +504,7 @@ def terms(**changes: object) -> GovernedPermitTerms:
         "under_order": OrderId("p"),
     }
     fields.update(changes)
-    return GovernedPermitTerms(**fields)  # type: ignore[arg-type]
+    return PermitTerms(**fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -582,7 +581,7 @@ def terms(**changes: object) -> GovernedPermitTerms:
 def test_decision_table(
     job: JobDeclaration,
     orders: list[PauseOrderTerms] | None,
-    permits: list[GovernedPermitTerms],
+    permits: list[PermitTerms],
     reason: str,
 ) -> None:
     assert decide(job, at=NOW, orders=orders, permits=permits).reason == reason

@@ -235,12 +235,19 @@ def test_only_a_permit_under_the_order_quorum_allows_training() -> None:
     ordinary = _permit(flop_budget=Flop(E24))
     (violation,) = _paused(start_day=20, permits=(ordinary,)).violations
     assert violation.reason == "pause_order"
-    quorum = _permit(flop_budget=Flop(E24), under_order_quorum=True)
+    quorum = _permit(flop_budget=Flop(E24), under_order_quorum=True, under_order=ORDER.order_id)
     assert _paused(start_day=20, permits=(quorum,)).violations == ()
 
 
+def test_a_permit_under_another_order_does_not_allow_training_under_this_one() -> None:
+    """A permit issued by pause-0's quorum says nothing about pause-1, which is in force."""
+    other = _permit(flop_budget=Flop(E24), under_order_quorum=True, under_order=OrderId("pause-0"))
+    (violation,) = _paused(start_day=20, permits=(other,)).violations
+    assert (violation.reason, violation.order_id) == ("pause_order", ORDER.order_id)
+
+
 def test_a_quorum_permit_past_its_budget_is_a_violation() -> None:
-    quorum = _permit(flop_budget=Flop(0), under_order_quorum=True)
+    quorum = _permit(flop_budget=Flop(0), under_order_quorum=True, under_order=ORDER.order_id)
     (violation,) = _paused(start_day=20, permits=(quorum,)).violations
     assert violation.reason == "permit_budget_exceeded"
 

@@ -104,6 +104,13 @@ BAD_PERMITS = [
         id="more-devices-than-count",
     ),
     pytest.param({"under_order_quorum": 1}, "permit.field_invalid", id="int-flag"),
+    pytest.param({"under_order_quorum": True}, "permit.field_invalid", id="quorum-without-order"),
+    pytest.param({"under_order": OrderId("pause-1")}, "permit.field_invalid", id="order-no-flag"),
+    pytest.param(
+        {"under_order": "pause-1", "under_order_quorum": True},
+        "permit.field_invalid",
+        id="order-not-an-order-id",
+    ),
 ]
 
 
