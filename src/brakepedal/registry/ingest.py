@@ -39,7 +39,7 @@ from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from brakepedal.crypto.canonical import NotPlainJSONError, canonical_json, loads_plain
 from brakepedal.crypto.dsse import (
@@ -152,6 +152,9 @@ class _Rejection:
 #: A batch item: its canonical bytes and, where known already, its envelope (the item was
 #: canonical as sent) or the parsed object whose fast ASCII encoding the bytes are; neither
 #: need be parsed again.
+#: Devices whose chain heads one query reads (well under every driver's parameter limit).
+_HEADS_PER_QUERY = 500
+
 _Item = tuple[bytes, ParsedEnvelope | dict[str, Any] | None]
 
 
@@ -370,15 +373,15 @@ class Ingestor:
         list[tuple[_Verified, _Verified]],
         dict[str, _Head],
     ]:
-        heads: dict[str, _Head] = {}
+        # Every device's chain head in one query (not one per device).
+        heads = self._heads(conn, sorted({str(v.report.device) for v in verified}))
         accepted: list[_Verified] = []
         duplicates: list[tuple[_Verified, int]] = []
         in_batch: dict[tuple[str, int], _Verified] = {}
         twins: list[tuple[_Verified, _Verified]] = []
         for v in verified:
             report = v.report
-            head = heads.get(report.device) or self._head(conn, report.device)
-            heads[report.device] = head
+            head = heads[report.device]
             reason = self._chain_defect(conn, v, head, duplicates, in_batch=in_batch, twins=twins)
             if reason is None:
                 accepted.append(v)
@@ -395,16 +398,24 @@ class Ingestor:
         self._move_heads(conn, heads, accepted)
         return accepted, duplicates, twins, heads
 
-    def _head(self, conn: Connection, device: str) -> _Head:
-        row = conn.execute(
-            select(
-                devices.c.last_sequence,
-                devices.c.last_digest,
-                devices.c.last_window_end_us,
-                devices.c.operator,
-            ).where(devices.c.device == device)
-        ).one()
-        return _Head(row[0], row[1], row[2], row[3])
+    def _heads(self, conn: Connection, names: list[str]) -> dict[str, _Head]:
+        heads: dict[str, _Head] = {}
+        for start in range(0, len(names), _HEADS_PER_QUERY):
+            rows = conn.execute(
+                select(
+                    devices.c.device,
+                    devices.c.last_sequence,
+                    devices.c.last_digest,
+                    devices.c.last_window_end_us,
+                    devices.c.operator,
+                ).where(devices.c.device.in_(names[start : start + _HEADS_PER_QUERY]))
+            )
+            heads |= {row[0]: _Head(row[1], row[2], row[3], row[4]) for row in rows}
+        # Every verified report's device is enrolled (its key was read): a missing row is a bug.
+        missing = set(names) - heads.keys()
+        if missing:
+            raise RuntimeError(f"no device row for {sorted(missing)[:3]}")
+        return heads
 
     def _chain_defect(  # noqa: PLR0911 - one return per named defect
         self,
@@ -472,18 +483,27 @@ class Ingestor:
     def _move_heads(
         self, conn: Connection, heads: dict[str, _Head], accepted: list[_Verified]
     ) -> None:
-        moved = {v.report.device for v in accepted}
-        for device in sorted(moved):
-            head = heads[device]
-            conn.execute(
-                update(devices)
-                .where(devices.c.device == device)
-                .values(
-                    last_sequence=head.sequence,
-                    last_digest=head.digest,
-                    last_window_end_us=head.window_end_us,
-                )
-            )
+        moved = sorted({v.report.device for v in accepted})
+        if not moved:
+            return
+        conn.execute(
+            update(devices)
+            .where(devices.c.device == bindparam("head_device"))
+            .values(
+                last_sequence=bindparam("head_sequence"),
+                last_digest=bindparam("head_digest"),
+                last_window_end_us=bindparam("head_window_end_us"),
+            ),
+            [
+                {
+                    "head_device": device,
+                    "head_sequence": heads[device].sequence,
+                    "head_digest": heads[device].digest,
+                    "head_window_end_us": heads[device].window_end_us,
+                }
+                for device in moved
+            ],
+        )
 
     def _insert_reports(
         self,

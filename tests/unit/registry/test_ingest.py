@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.keys import generate_ed25519
+from brakepedal.registry import ingest as registry_ingest
 from brakepedal.registry.schema import rejections, reports
 from brakepedal.registry.service import Registry
 from brakepedal.tlog.checkpoint import open_checkpoint
@@ -80,6 +81,22 @@ def test_a_batch_may_interleave_devices_out_of_order(registry: Registry, server:
     a0, b0, a1, b1 = a.report(), b.report(), a.report(), b.report()
     results = server.client.post("/v1/reports", content=batch(a1, b1, a0, b0)).json()["results"]
     assert {r["status"] for r in results} == {"accepted"}
+
+
+def test_chain_heads_read_in_several_queries_move_alike(
+    registry: Registry, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heads are read a few devices per query (here 2) and moved in one statement: each
+    batch's reports chain onto the last batch's, for every device."""
+    monkeypatch.setattr(registry_ingest, "_HEADS_PER_QUERY", 2)
+    gpus = _enrolled(server, "gpu-a", "gpu-b", "gpu-c", "gpu-d", "gpu-e")
+    for _ in range(3):
+        sent = batch(*[gpu.report() for gpu in gpus])
+        results = server.client.post("/v1/reports", content=sent).json()["results"]
+        assert [r["status"] for r in results] == ["accepted"] * len(gpus)
+    stale = batch(gpus[0].report(sequence=1, advance=False))
+    (result,) = server.client.post("/v1/reports", content=stale).json()["results"]
+    assert result["reason"] == "ingest.equivocation"
 
 
 # ------------------------------------------------------------------ the table of bad inputs
