@@ -168,16 +168,22 @@ class Site:
         started = time.monotonic()
         if mid_run is not None:
             assert marker is not None
-            while not marker.exists():
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() - started < timeout, "the job never started"
-                time.sleep(0.05)
+            self.wait_until_running(process, marker, timeout)
             started = time.monotonic()
             self.publish(mid_run(), "pause-1")
             self.write()
         stdout, stderr = process.communicate(timeout=timeout)
         result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         return result, time.monotonic() - started
+
+    @staticmethod
+    def wait_until_running(process: subprocess.Popen[str], marker: Path, timeout: float) -> None:
+        """Return once the gated job runs (it made ``marker``); fail if the gate ends first."""
+        began = time.monotonic()
+        while not marker.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() - began < timeout, "the job never started"
+            time.sleep(0.05)
 
     def events(self) -> list[str]:
         """The steps in ``--events``, less refreshes that failed while the test wrote files."""
@@ -419,11 +425,7 @@ def test_a_failed_refresh_keeps_enforcing_the_last_verified_orders(site: Site) -
     site.write()
     marker = site.folder / "ran"
     process = site.start(site.declaration(), child(marker, 60))
-    began = time.monotonic()
-    while not marker.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() - began < 30, "the job never started"
-        time.sleep(0.05)
+    site.wait_until_running(process, marker, 30)
     assert datetime.now(UTC) < start, "the gate took too long to start the job"
     junk = site.folder / "evidence.json.new"
     junk.write_text("{}")
@@ -452,11 +454,7 @@ def test_a_replayed_older_state_does_not_hide_a_verified_order(site: Site) -> No
     site.write()
     marker = site.folder / "ran"
     process = site.start(site.declaration(), child(marker, 60))
-    began = time.monotonic()
-    while not marker.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() - began < 30, "the job never started"
-        time.sleep(0.05)
+    site.wait_until_running(process, marker, 30)
     assert datetime.now(UTC) < start, "the gate took too long to start the job"
     replayed = site.folder / "repo" / "metadata" / "timestamp.json"
     aside = replayed.with_name("timestamp.json.new")

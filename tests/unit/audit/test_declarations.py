@@ -25,6 +25,14 @@ D2 = hashlib.sha256(b"fine-tune step 10").hexdigest()
 
 
 def _train(world: World, declared_continuation: bool) -> UsageDocument:
+    """A pre-training run commits D1; a fine-tune in a subsidiary continues it as D2."""
+    _pretrain_then_finetune(world, [(D2, 9, D1)])
+    return _declared(declared_continuation)
+
+
+def _pretrain_then_finetune(world: World, finetune: list[tuple[str, int, str | None]]) -> None:
+    """gpu-0 (lab-a) commits D1 at step 1000 in job pre-1; gpu-1 (lab-a-sub) then attests the
+    fine-tune's commitments (digest, minute of the window, parent) at step 10 in job ft-1."""
     pre, ft = world.enrol("gpu-0", "lab-a"), world.enrol("gpu-1", "lab-a-sub")
     start = pre.start
     world.post(
@@ -41,18 +49,18 @@ def _train(world: World, declared_continuation: bool) -> UsageDocument:
         ft.report(
             job=JobId("ft-1"),
             window_start=start + timedelta(minutes=5),
-            snapshots=(
+            snapshots=tuple(
                 SnapshotCommitment(
                     job=JobId("ft-1"),
                     step=10,
-                    digest=D2,
-                    at=start + timedelta(minutes=9),
-                    parent=D1,
-                ),
+                    digest=digest,
+                    at=start + timedelta(minutes=minute),
+                    parent=parent,
+                )
+                for digest, minute, parent in finetune
             ),
         )
     )
-    return _declared(declared_continuation)
 
 
 def _declared(declared_continuation: bool) -> UsageDocument:
@@ -98,36 +106,7 @@ def test_a_continuation_the_declarations_hide_is_found(world: World, declared: b
 def _train_twice_attested(world: World) -> UsageDocument:
     """As :func:`_train`, the fine-tune undeclared, but its one report attests D2 twice: first
     with no parent, then (a later commitment of the same step) continuing D1."""
-    pre, ft = world.enrol("gpu-0", "lab-a"), world.enrol("gpu-1", "lab-a-sub")
-    start = pre.start
-    world.post(
-        pre.report(
-            job=JobId("pre-1"),
-            snapshots=(
-                SnapshotCommitment(
-                    job=JobId("pre-1"), step=1000, digest=D1, at=start + timedelta(minutes=4)
-                ),
-            ),
-        )
-    )
-    world.post(
-        ft.report(
-            job=JobId("ft-1"),
-            window_start=start + timedelta(minutes=5),
-            snapshots=(
-                SnapshotCommitment(
-                    job=JobId("ft-1"), step=10, digest=D2, at=start + timedelta(minutes=6)
-                ),
-                SnapshotCommitment(
-                    job=JobId("ft-1"),
-                    step=10,
-                    digest=D2,
-                    at=start + timedelta(minutes=9),
-                    parent=D1,
-                ),
-            ),
-        )
-    )
+    _pretrain_then_finetune(world, [(D2, 6, None), (D2, 9, D1)])
     return _declared(declared_continuation=False)
 
 
