@@ -70,17 +70,30 @@ def brakepedal_payload_type(thing: str, version: int) -> str:
     return PAYLOAD_TYPE_FORMAT.format(thing=thing, version=version)
 
 
-@dataclass(frozen=True, slots=True)
-class EnvelopeSignature:
-    """One signature as carried: the optional keyid hint and the raw signature bytes."""
+class EnvelopeSignature(
+    msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, forbid_unknown_fields=True
+):
+    """One signature as carried: the optional keyid hint and the raw signature bytes.
 
-    keyid: str | None
+    A msgspec struct whose JSON form is the signature object of the wire format (fields in
+    code-point order, an absent keyid omitted), so that :func:`canonical_envelope` decodes
+    straight into it."""
+
+    keyid: str | None = None
     sig: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedEnvelope:
-    """A well-formed envelope whose signatures have not been checked."""
+class ParsedEnvelope(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    rename={"payload_type": "payloadType"},
+):
+    """A well-formed envelope whose signatures have not been checked.
+
+    A msgspec struct whose JSON form is the envelope's wire format, fields in code-point
+    order (:func:`canonical_envelope` decodes straight into it)."""
 
     payload: bytes
     payload_type: str
@@ -158,19 +171,7 @@ def parse_envelope(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> ParsedEnv
     return envelope_from_json(document, limits=limits)
 
 
-class _WireSignature(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    # Fields in code-point order, as RFC 8785 sorts them; an absent keyid stays absent.
-    keyid: str | msgspec.UnsetType = msgspec.UNSET
-    sig: bytes
-
-
-class _WireEnvelope(msgspec.Struct, forbid_unknown_fields=True):
-    payload: bytes
-    payloadType: str  # noqa: N815 - the JSON name
-    signatures: list[_WireSignature]
-
-
-_WIRE_DECODER = msgspec.json.Decoder(_WireEnvelope)
+_WIRE_DECODER = msgspec.json.Decoder(ParsedEnvelope)
 _WIRE_ENCODER = msgspec.json.Encoder()
 #: An envelope nests three deep: object, signatures list, signature object.
 _WIRE_DEPTH = 3
@@ -191,25 +192,19 @@ def canonical_envelope(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Parse
     if not typed_candidate(data, limits, depth=_WIRE_DEPTH, size=limits.max_envelope_bytes):
         return None
     try:
-        wire = _WIRE_DECODER.decode(data)
+        envelope = _WIRE_DECODER.decode(data)
     except (msgspec.DecodeError, RecursionError):
         return None
-    signatures = wire.signatures
+    signatures = envelope.signatures
     if (
         not signatures
         or len(signatures) > limits.max_envelope_signatures
-        or not _payload_type_valid(wire.payloadType)
-        or _WIRE_ENCODER.encode(wire) != data
+        or not _payload_type_valid(envelope.payload_type)
+        # Also refuses "keyid": null, which decodes as an absent keyid.
+        or _WIRE_ENCODER.encode(envelope) != data
     ):
         return None
-    return ParsedEnvelope(
-        payload=wire.payload,
-        payload_type=wire.payloadType,
-        signatures=tuple(
-            EnvelopeSignature(s.keyid if isinstance(s.keyid, str) else None, s.sig)
-            for s in signatures
-        ),
-    )
+    return envelope
 
 
 def envelope_from_json(
