@@ -11,13 +11,13 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
 from brakepedal.accounting.usage import MAX_WINDOW_SECONDS, Workload
-from brakepedal.crypto.canonical import typed_candidate
+from brakepedal.crypto.canonical import MAX_SAFE_INTEGER, typed_candidate
 from brakepedal.errors import BrakepedalError, InputError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.model.types import DeviceId, EntityId, Identifier, JobId, PermitId, SiteId
@@ -162,6 +162,11 @@ class UsageReport(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     kind: ClassVar[str] = "usage_report"
 
     def __post_init__(self) -> None:
+        if not _plainly_valid(self):
+            self._check()
+
+    def _check(self) -> None:
+        """Every check of a report, each refusal naming its field."""
         if self.format != REPORT_FORMAT or self.spec_version != SPEC_VERSION:
             fail("report.format_unknown", "usage_report.format", "not this format's header")
         for name, expected in _TYPES.items():
@@ -261,6 +266,62 @@ def window_minutes(
     if not timedelta(0) < length <= timedelta(seconds=MAX_WINDOW_SECONDS):
         fail("report.window_invalid", "usage_report.window_end", "not 1 min to 1 day after start")
     return length // MINUTE
+
+
+def _plainly_valid(report: UsageReport) -> bool:
+    """Whether ``report`` is valid the way nearly every report is: UTC window ends, no hand-ins,
+    every field of its type and in range. One expression, without the calls and messages of
+    :meth:`UsageReport._check`, which decides (and names the defect) whenever this says no.
+    ``tests/unit/wire/test_report.py`` checks that this never accepts what ``_check`` refuses.
+    """
+    start, end = report.window_start, report.window_end
+    sequence, busy, tensor = report.sequence, report.busy_ms, report.tensor_active_ms
+    memory, interconnect = report.memory_max_bytes, report.interconnect_bytes
+    job, tenant, permit, site = report.job, report.tenant, report.permit, report.site
+    return (
+        report.format == REPORT_FORMAT
+        and report.spec_version == SPEC_VERSION
+        and type(report.snapshots) is tuple
+        and not report.snapshots
+        and type(report.events) is tuple
+        and not report.events
+        and type(start) is datetime
+        and type(end) is datetime
+        and start.tzinfo is end.tzinfo is UTC
+        and not (start.second or start.microsecond or end.second or end.microsecond)
+        and timedelta(0) < end - start <= _MAX_WINDOW
+        and type(report.minute_count) is int
+        and report.minute_count == (end - start) // MINUTE
+        and isinstance(report.device, DeviceId)
+        and type(report.accelerator) is str
+        and _ACCELERATOR.fullmatch(report.accelerator) is not None
+        and type(sequence) is int
+        and 0 <= sequence <= MAX_SAFE_INTEGER
+        and type(report.previous) is str
+        and SHA256_HEX.fullmatch(report.previous) is not None
+        and (sequence == 0) == (report.previous == GENESIS_PREVIOUS)
+        and type(report.minute_root) is str
+        and SHA256_HEX.fullmatch(report.minute_root) is not None
+        and (job is None or isinstance(job, JobId))
+        and (tenant is None or isinstance(tenant, EntityId))
+        and (permit is None or isinstance(permit, PermitId))
+        and (site is None or isinstance(site, SiteId))
+        and isinstance(report.workload, Workload)
+        and (report.governance is None or isinstance(report.governance, GovernanceSeen))
+        and type(busy) is int
+        and 0 <= busy <= report.minute_count * 60_000
+        and (tensor is None or (type(tensor) is int and 0 <= tensor <= busy))
+        and type(report.energy_mj) is int
+        and 0 <= report.energy_mj <= MAX_SAFE_INTEGER
+        and (memory is None or (type(memory) is int and 0 <= memory <= MAX_SAFE_INTEGER))
+        and (
+            interconnect is None
+            or (type(interconnect) is int and 0 <= interconnect <= MAX_SAFE_INTEGER)
+        )
+    )
+
+
+_MAX_WINDOW = timedelta(seconds=MAX_WINDOW_SECONDS)
 
 
 def _nullable(parse: Parse) -> Parse:

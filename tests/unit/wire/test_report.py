@@ -8,10 +8,11 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from fractions import Fraction
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -1168,6 +1169,80 @@ def test_the_fast_reader_only_accepts_what_the_strict_reader_accepts_alike(
         assert (raised.value.reason, raised.value.message) == (parsed.reason, parsed.message)
     else:
         assert parse_report(data) == parsed
+
+
+class _Str(str):
+    """A str subclass: the plain check wants exact types, the full check may take it."""
+
+
+#: One field of a valid report set to a value that is wrong, or right in an unusual form.
+_NEAR_FIELDS: list[tuple[str, Callable[[UsageReport], object]]] = [
+    ("format", lambda r: "brakepedal.usage-reporT"),
+    ("spec_version", lambda r: 2),
+    ("spec_version", lambda r: True),
+    ("window_start", lambda r: r.window_start + SECOND),
+    ("window_start", lambda r: r.window_start + timedelta(microseconds=1)),
+    ("window_start", lambda r: r.window_start.replace(tzinfo=None)),
+    ("window_start", lambda r: r.window_start.astimezone(timezone(timedelta(hours=1)))),
+    ("window_start", lambda r: r.window_start.replace(tzinfo=timezone(timedelta(0)))),
+    ("window_start", lambda r: r.window_end),
+    ("window_start", lambda r: r.window_end - timedelta(days=1, minutes=1)),
+    ("window_end", lambda r: r.window_start),
+    ("window_end", lambda r: r.window_end.isoformat()),
+    ("minute_count", lambda r: r.minute_count + 1),
+    ("minute_count", lambda r: r.minute_count - 1),
+    ("minute_count", lambda r: float(r.minute_count)),
+    ("device", lambda r: str(r.device)),
+    ("accelerator", lambda r: "Nvidia"),
+    ("accelerator", lambda r: _Str(r.accelerator)),
+    ("accelerator", lambda r: b"nvidia"),
+    ("sequence", lambda r: -1),
+    ("sequence", lambda r: 2**53),
+    ("sequence", lambda r: True),
+    ("sequence", lambda r: 0),
+    ("sequence", lambda r: float(r.sequence)),
+    ("previous", lambda r: r.previous.upper()),
+    ("previous", lambda r: GENESIS_PREVIOUS),
+    ("previous", lambda r: r.previous[:63]),
+    ("minute_root", lambda r: r.minute_root + "0"),
+    ("minute_root", lambda r: _Str(r.minute_root)),
+    ("job", lambda r: "job-1"),
+    ("tenant", lambda r: "lab"),
+    ("permit", lambda r: "p-1"),
+    ("site", lambda r: "dc"),
+    ("workload", lambda r: "training"),
+    ("governance", lambda r: {}),
+    ("busy_ms", lambda r: r.minute_count * 60_000 + 1),
+    ("busy_ms", lambda r: -1),
+    ("busy_ms", lambda r: False),
+    ("tensor_active_ms", lambda r: r.busy_ms + 1),
+    ("tensor_active_ms", lambda r: -1),
+    ("tensor_active_ms", lambda r: True),
+    ("energy_mj", lambda r: 2**53),
+    ("energy_mj", lambda r: None),
+    ("memory_max_bytes", lambda r: -1),
+    ("memory_max_bytes", lambda r: 1.5),
+    ("interconnect_bytes", lambda r: 2**53),
+    ("interconnect_bytes", lambda r: "1"),
+    ("snapshots", lambda r: []),
+    ("events", lambda r: []),
+    ("events", lambda r: (TERM,)),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(reports(), st.integers(0, len(_NEAR_FIELDS) - 1))
+def test_the_plain_check_never_passes_what_the_full_check_refuses(
+    report: UsageReport, which: int
+) -> None:
+    """UsageReport's fast acceptance (``_plainly_valid``) implies its full check; and it takes
+    every valid report without hand-ins, so that it is the path nearly every report takes."""
+    plain = struct_replace(report, snapshots=(), events=())
+    assert report_format._plainly_valid(plain)
+    name, value = _NEAR_FIELDS[which]
+    msgspec.structs.force_setattr(plain, name, value(plain))
+    if report_format._plainly_valid(plain):
+        plain._check()  # raises if the fast acceptance was wrong
 
 
 def test_the_fast_reader_takes_the_fixture_and_declines_tight_limits() -> None:
