@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from brakepedal.accounting.catalogue import default_catalogue
+from brakepedal.audit import auditor
+from brakepedal.audit.auditor import _Reader
 from brakepedal.audit.detectors import Thresholds
 from brakepedal.audit.findings import Severity
 from brakepedal.crypto.dsse import parse_envelope
@@ -313,3 +316,42 @@ def test_an_enrolment_of_an_accelerator_nobody_catalogued(world: World) -> None:
     bad = {str(f.figures["reason"]) for f in result.findings if f.detector == "entry.unverifiable"}
     assert any(reason.startswith("catalogue.") for reason in bad)
     assert "audit.device_unknown" in bad
+
+
+def test_reading_by_pages_gives_the_verdicts_of_reading_one_entry_at_a_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The auditor reads a page's entries, then its signatures, then its rows: the reports,
+    snapshots, kinds and refusals (in log order) are those of reading entry by entry, with
+    every kind of refusal on both sides of page boundaries."""
+    (gpu, _) = _honest(world)
+    stranger = Device("gpu-late")
+    world.registry.store.append(
+        [
+            gpu.report(signer=generate_ed25519()),  # audit.signature_invalid
+            b"not an envelope",  # other
+            stranger.report(),  # audit.device_unknown (enrolled after it)
+            gpu.report(accelerator="amd-mi300x"),  # audit.accelerator_mismatch
+            stranger.enrolment(),
+            gpu.report(),
+            stranger.report(),
+            stranger.enrolment(),  # audit.enrolled_twice
+            gpu.report(signer=generate_ed25519()),
+        ]
+    )
+    entries = world.registry.store.read_entries(0, world.registry.store.size())
+    one = _Reader({}, default_catalogue())
+    kinds = [one.read(index, entry) for index, entry in enumerate(entries)]
+    monkeypatch.setattr(auditor, "_PAGE", 4)
+    paged = _Reader({}, default_catalogue())
+    assert paged.read_all(0, entries) == kinds
+    assert (paged.reports, paged.snapshots, paged.bad) == (one.reports, one.snapshots, one.bad)
+    assert [bad.reason for bad in paged.bad] == [
+        "audit.signature_invalid",
+        "audit.device_unknown",
+        "audit.accelerator_mismatch",
+        "audit.enrolled_twice",
+        "audit.signature_invalid",
+    ]
+    assert [bad.log_index for bad in paged.bad] == sorted(bad.log_index for bad in paged.bad)
+    assert kinds.count("other") == 1
