@@ -651,7 +651,7 @@ PHASES = {
     "envelope": "envelope, strict reader (only if not sent canonical)",
     "canonical": "payload, strict reader's JSON stage (only if not canonical)",
     "report": "report: typed decode, checks, canonical re-encoding",
-    "verify": "Ed25519 verify (cached cryptography key, OpenSSL) and PAE",
+    "verify": "Ed25519 verify (cached cryptography key, OpenSSL), PAE, one after another",
     "chains": "chain checks, head rows (SQL)",
     "append": "log append (hashes, SQL)",
     "rows": "report rows (SQL)",
@@ -663,7 +663,7 @@ _PATCHED: list[tuple[object, str, str]] = [
     (registry_ingest, "envelope_from_json", "envelope"),
     (registry_ingest, "parse_envelope", "envelope"),
     (registry_ingest, "parse_report", "report"),
-    (registry_ingest, "report_signed_by", "verify"),
+    (registry_ingest, "partition_signed", "verify"),
     (wire_codec, "require_canonical", "canonical"),
 ]
 

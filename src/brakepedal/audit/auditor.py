@@ -80,8 +80,8 @@ from brakepedal.wire.minute import parse_minute
 from brakepedal.wire.report import (
     REPORT_PAYLOAD_TYPE,
     device_key,
+    partition_signed,
     peek_report,
-    report_signed_by,
     verify_minutes,
 )
 from brakepedal.wire.report_format import UsageReport, parse_report
@@ -1098,9 +1098,8 @@ class _Reader:
     def _page(self, first: int, entries: Sequence[bytes]) -> list[str]:
         """Read a page in three passes with the verdicts of one entry at a time: every entry
         parsed and placed (in order: an enrolment counts for the reports after it), then the
-        signatures of the reports, then their rows. Verifying the page's signatures one after
-        another keeps OpenSSL's tables in the cache, which the parsing in between would evict
-        (about a sixth of a signature's cost here, ``docs/benchmarks.md``)."""
+        signatures of the reports one after another (:func:`partition_signed`), then their
+        rows."""
         kinds: list[str] = []
         placed: list[_Placed] = []
         failed: list[tuple[int, BrakepedalError, bytes]] = []
@@ -1120,16 +1119,13 @@ class _Reader:
                     placed.append(self._place(envelope, index, entry))
             except BrakepedalError as e:
                 failed.append((index, e, entry))
-        signed: list[_Placed] = []
-        for item in placed:
-            if report_signed_by(item.envelope, item.key):
-                signed.append(item)
-            else:
-                unsigned = TrustError(
-                    "audit.signature_invalid",
-                    f"log index {item.log_index}: not signed by {item.report.device}'s key",
-                )
-                failed.append((item.log_index, unsigned, item.entry))
+        signed, unsigned = partition_signed(placed)
+        for item in unsigned:
+            refusal = TrustError(
+                "audit.signature_invalid",
+                f"log index {item.log_index}: not signed by {item.report.device}'s key",
+            )
+            failed.append((item.log_index, refusal, item.entry))
         for item in signed:
             self.reports.append(self._row(item))
         failed.sort(key=lambda failure: failure[0])

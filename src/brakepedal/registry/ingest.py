@@ -35,7 +35,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -60,8 +60,8 @@ from brakepedal.wire.report import (
     REPORT_PAYLOAD_TYPE,
     UsageReport,
     device_key,
+    partition_signed,
     peek_report,
-    report_signed_by,
 )
 from brakepedal.wire.report_format import parse_report
 
@@ -149,12 +149,27 @@ class _Rejection:
     sequence: int | None = None
 
 
-#: A batch item: its canonical bytes and, where known already, its envelope (the item was
-#: canonical as sent) or the parsed object whose fast ASCII encoding the bytes are; neither
-#: need be parsed again.
+class _Placed(NamedTuple):
+    """An item read as a report of an enrolled device, its signature not yet checked."""
+
+    position: int
+    data: bytes
+    envelope: ParsedEnvelope
+    report: UsageReport
+    key: Ed25519PublicKey
+
+
+def _rejection(index: int, error: BrakepedalError, data: bytes) -> _Rejection:
+    device, sequence = peek_report(data)
+    return _Rejection(index, error.reason, error.message, data, device, sequence)
+
+
 #: Devices whose chain heads one query reads (well under every driver's parameter limit).
 _HEADS_PER_QUERY = 500
 
+#: A batch item: its canonical bytes and, where known already, its envelope (the item was
+#: canonical as sent) or the parsed object whose fast ASCII encoding the bytes are; neither
+#: need be parsed again.
 _Item = tuple[bytes, ParsedEnvelope | dict[str, Any] | None]
 
 
@@ -232,13 +247,7 @@ class Ingestor:
         received = self._now()
         results: dict[int, ItemResult] = {}
         rejected: list[_Rejection] = []
-        verified: list[_Verified] = []
-        for index, (data, document) in enumerate(items):
-            try:
-                verified.append(self._verify(index, data, document, received))
-            except BrakepedalError as e:
-                device, sequence = peek_report(data)
-                rejected.append(_Rejection(index, e.reason, e.message, data, device, sequence))
+        verified = self._verified(items, received, rejected)
         # Chain order: per device by sequence, devices in first-seen order.
         verified.sort(key=lambda v: (v.report.device, v.report.sequence))
         with self._store.write_transaction("ingest reports") as conn:
@@ -280,6 +289,36 @@ class Ingestor:
                 )
         return [results[index] for index in range(len(items))]
 
+    def _verified(
+        self, items: Sequence[_Item], received: datetime, rejected: list[_Rejection]
+    ) -> list[_Verified]:
+        """The items that verify, in order; the others go to ``rejected``, which ends sorted
+        by item. Every item is parsed and placed first, then the signatures are checked one
+        after another (:func:`partition_signed`); an item's verdict is the one of checking it
+        alone, its checks in the same order."""
+        placed: list[_Placed] = []
+        for index, (data, document) in enumerate(items):
+            try:
+                placed.append(self._place(index, data, document))
+            except BrakepedalError as e:
+                rejected.append(_rejection(index, e, data))
+        signed, unsigned = partition_signed(placed)
+        for item in unsigned:
+            error = TrustError(
+                "ingest.signature_invalid",
+                f"reports[{item.position}]: not signed by the key enrolled for "
+                f"{item.report.device}",
+            )
+            rejected.append(_rejection(item.position, error, item.data))
+        verified: list[_Verified] = []
+        for item in signed:
+            try:
+                verified.append(self._plausible(item, received))
+            except BrakepedalError as e:
+                rejected.append(_rejection(item.position, e, item.data))
+        rejected.sort(key=lambda rejection: rejection.index)
+        return verified
+
     def keep_evidence(self, body: bytes, reason: str, detail: str) -> None:
         """Store a whole body that could not be read as a batch."""
         with self._store.write_transaction("keep rejected evidence") as conn:
@@ -287,13 +326,11 @@ class Ingestor:
 
     # ------------------------------------------------------------------ verification
 
-    def _verify(
-        self,
-        index: int,
-        data: bytes,
-        document: ParsedEnvelope | dict[str, Any] | None,
-        received: datetime,
-    ) -> _Verified:
+    def _place(
+        self, index: int, data: bytes, document: ParsedEnvelope | dict[str, Any] | None
+    ) -> _Placed:
+        """An item read as a report of an enrolled device of its accelerator, before its
+        signature is checked."""
         limits = self._parse_limits
         if len(data) > limits.max_envelope_bytes:
             raise InputError(
@@ -325,11 +362,11 @@ class Ingestor:
                 f"reports[{index}]: a {report.accelerator} report from {report.device}, "
                 f"enrolled as a {accelerator}",
             )
-        if not report_signed_by(envelope, key):
-            raise TrustError(
-                "ingest.signature_invalid",
-                f"reports[{index}]: not signed by the key enrolled for {report.device}",
-            )
+        return _Placed(index, data, envelope, report, key)
+
+    def _plausible(self, item: _Placed, received: datetime) -> _Verified:
+        """A signed report whose energy and clock the registry believes."""
+        index, report = item.position, item.report
         seconds = (report.window_end - report.window_start).total_seconds()
         if report.energy_mj > seconds * _MAX_POWER_MJ_PER_S:
             raise InputError(
@@ -343,7 +380,9 @@ class Ingestor:
                 f"reports[{index}]: window ends {report.window_end.isoformat()}, more than "
                 f"{self.limits.clock_skew} after the registry's clock",
             )
-        return _Verified(index, report, data, hashlib.sha256(envelope.payload).hexdigest())
+        return _Verified(
+            index, report, item.data, hashlib.sha256(item.envelope.payload).hexdigest()
+        )
 
     def _key(self, device: DeviceId) -> tuple[Ed25519PublicKey, str]:
         known = self._keys.get(device)

@@ -206,6 +206,40 @@ def test_bad_item_is_rejected_named_and_kept(
     assert later[0]["status"] == "accepted"
 
 
+#: The bad items a batch's verification pass refuses (the chain's are refused later, under
+#: the lock): parsing, enrolment, signature, energy and clock.
+_VERIFY_CASES = [
+    case
+    for case in ITEM_CASES
+    if case[2].split(".")[-1]
+    not in {"sequence_gap", "chain_broken", "equivocation", "window_overlap"}
+]
+
+
+def test_bad_items_mixed_with_good_ones_get_the_verdicts_they_get_alone(
+    registry: Registry, server: Server
+) -> None:
+    """Verification parses every item of a batch, then checks the signatures one after
+    another: each item still gets the verdict it gets alone, and the evidence is kept in
+    item order."""
+    gpu, other = _enrolled(server, "gpu-0", "gpu-1")
+    server.client.post("/v1/reports", content=batch(gpu.report(), gpu.report()))
+    items: list[object] = []
+    expected: list[str] = []
+    for _, make, reason in _VERIFY_CASES:
+        (bad,) = json.loads(make(gpu, other))["reports"]
+        items += [json.loads(other.report()), bad]
+        expected += ["accepted", reason]
+    _, evidence, _ = _stored(registry)
+    response = server.client.post("/v1/reports", content=json.dumps({"reports": items}))
+    results = response.json()["results"]
+    assert [r["reason"] if r["status"] == "rejected" else r["status"] for r in results] == (
+        expected
+    )
+    kept = registry.rejections(after=0, limit=100)[evidence:]
+    assert [row["reason"] for row in kept] == [r for r in expected if r != "accepted"]
+
+
 BODY_CASES: list[tuple[str, bytes, int, str]] = [
     ("not JSON", b"{reports:", 400, "ingest.body_malformed"),
     ("not an object", b"[1, 2]", 400, "ingest.body_malformed"),
