@@ -53,7 +53,7 @@ from brakepedal.errors import BrakepedalError, InputError, TrustError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
 from brakepedal.model.types import DeviceId
 from brakepedal.registry.schema import devices, rejections, reports
-from brakepedal.tlog.sqlstore import SqlLogStore
+from brakepedal.tlog.sqlstore import SqlLogStore, bulk_insert
 from brakepedal.tlog.store import leaf_hashes_of
 from brakepedal.wire.report import (
     GENESIS_PREVIOUS,
@@ -173,7 +173,7 @@ _HEADS_PER_QUERY = 500
 _Item = tuple[bytes, ParsedEnvelope | dict[str, Any] | None]
 
 
-#: The ``reports`` columns an accepted report fills, in the order _insert_reports gives them.
+#: The ``reports`` table's columns in its order: the order of _insert_reports's row tuples.
 _REPORT_COLUMNS = (
     "device",
     "sequence",
@@ -193,13 +193,6 @@ _REPORT_COLUMNS = (
     "minute_root",
     "minute_count",
 )
-
-
-def _insert_report_sql(paramstyle: str) -> str:
-    """The driver-level INSERT of a ``reports`` row (SQLite's ``?`` or psycopg's ``%s``)."""
-    marker = "?" if paramstyle == "qmark" else "%s"
-    columns, markers = ", ".join(_REPORT_COLUMNS), ", ".join([marker] * len(_REPORT_COLUMNS))
-    return f"INSERT INTO {reports.name} ({columns}) VALUES ({markers})"  # noqa: S608 - constants
 
 
 class Ingestor:
@@ -576,9 +569,7 @@ class Ingestor:
             for offset, v in enumerate(accepted)
             for r in (v.report,)
         ]
-        # Straight to the driver's executemany (plain values, no per-row processing): the
-        # Core insert spent more on each row's parameters than the database on the row.
-        conn.exec_driver_sql(_insert_report_sql(conn.dialect.paramstyle), rows)
+        bulk_insert(conn, reports, rows)  # the columns in _REPORT_COLUMNS order
 
     def _insert_rejections(
         self, conn: Connection, rejected: list[_Rejection], received: datetime

@@ -52,14 +52,20 @@ from brakepedal.tlog.store import (
     new_perfect_nodes,
 )
 
-__all__ = ["SCHEMA_VERSION", "SqlLogStore", "database_url", "normalise_store_url"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "SqlLogStore",
+    "bulk_insert",
+    "database_url",
+    "normalise_store_url",
+]
 
 SCHEMA_VERSION = 1
 _HEAD_ID = 1
 # SQLite wants INTEGER PRIMARY KEY to make the key the rowid (no second index).
 _Index = BigInteger().with_variant(Integer(), "sqlite")
 
-_PG_TYPES = {BigInteger: "int8", Integer: "int4", LargeBinary: "bytea"}
+_PG_TYPES = {BigInteger: "int8", Integer: "int4", LargeBinary: "bytea", Text: "text"}
 
 _metadata = MetaData()
 log_meta = Table(
@@ -124,6 +130,30 @@ def normalise_store_url(url: str) -> URL:
         "store.url_unsupported",
         f"log store URL scheme {parsed.drivername!r} is not sqlite:/// or postgresql://",
     )
+
+
+def bulk_insert(conn: Connection, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` (tuples in ``table``'s column order) inside ``conn``'s transaction:
+    PostgreSQL's binary COPY, else the driver's executemany. Below Core on purpose: per-row
+    dicts and bind processing cost more than the database spends on a row. A constraint
+    violation raises as an INSERT's would, and the transaction rolls back."""
+    if not rows:
+        return
+    names = ", ".join(column.name for column in table.columns)
+    if conn.dialect.name != "postgresql":
+        marks = ", ".join("?" for _ in table.columns)
+        statement = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
+        conn.exec_driver_sql(statement, list(rows))
+        return
+    # COPY is several times faster than multi-row INSERT on PostgreSQL.
+    driver: Any = conn.connection.driver_connection
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types([_PG_TYPES[type(column.type)] for column in table.columns])
+        for row in rows:
+            copy.write_row(row)
 
 
 def database_url(db: str) -> str:
@@ -317,39 +347,17 @@ class SqlLogStore:
             (first + i, entry, digest)
             for i, (entry, digest) in enumerate(zip(entries, leaf_hashes, strict=True))
         ]
-        self._bulk_insert(conn, log_entries, entry_rows)
+        bulk_insert(conn, log_entries, entry_rows)
         node_rows = [
             (new.level, new.first + i, digest)
             for new in levels[1:]
             for i, digest in enumerate(new.hashes)
         ]
-        self._bulk_insert(conn, log_nodes, node_rows)
+        bulk_insert(conn, log_nodes, node_rows)
         conn.execute(
             update(log_meta).where(log_meta.c.id == _HEAD_ID).values(tree_size=first + len(entries))
         )
         return first
-
-    def _bulk_insert(
-        self, conn: Connection, table: Table, rows: Sequence[tuple[int, bytes | int, bytes]]
-    ) -> None:
-        # Below Core on purpose: per-row dicts and bind processing cost more than the hashing.
-        if not rows:
-            return
-        names = ", ".join(column.name for column in table.columns)
-        if not self._postgres:
-            marks = ", ".join("?" for _ in table.columns)
-            statement = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"  # noqa: S608
-            conn.exec_driver_sql(statement, list(rows))
-            return
-        # COPY is several times faster than multi-row INSERT on PostgreSQL.
-        driver: Any = conn.connection.driver_connection
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(f"COPY {table.name} ({names}) FROM STDIN (FORMAT BINARY)") as copy,
-        ):
-            copy.set_types([_PG_TYPES[type(column.type)] for column in table.columns])
-            for row in rows:
-                copy.write_row(row)
 
     def _select_nodes(self, conn: Connection, ids: Sequence[NodeId]) -> list[bytes]:
         wanted = sorted(set(ids))

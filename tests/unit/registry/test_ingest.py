@@ -380,9 +380,9 @@ def test_a_body_declared_too_large_is_refused_before_it_is_read(server: Server) 
     assert big.json()["reason"] == "ingest.batch_too_large"
 
 
-def test_the_raw_report_insert_fills_every_column_of_the_table() -> None:
-    """The ingest path writes ``reports`` rows through the driver, naming its columns itself:
-    a column added to the schema must be added there too."""
+def test_the_raw_report_insert_fills_every_column_of_the_table_in_order() -> None:
+    """The ingest path writes ``reports`` rows as plain tuples (COPY on PostgreSQL): a column
+    added to the schema, or moved, must be added or moved there too."""
     from brakepedal.registry.ingest import _REPORT_COLUMNS  # noqa: PLC0415
 
-    assert sorted(_REPORT_COLUMNS) == sorted(column.name for column in reports.c)
+    assert tuple(column.name for column in reports.c) == _REPORT_COLUMNS
