@@ -53,6 +53,9 @@ def test_quick_run_accepts_every_report_and_writes_every_figure(tmp_path: Path) 
         assert raw["one_core_per_second"] > 0
         assert raw["multicore_per_second"] > 0
     assert set(report["ingest_target"]["met"]) == {"sqlite"}
+    assert report["ingest_target"]["verifier"] == "openssl"
+    assert len(report["rounds"]) == 1
+    assert report["rounds"][0]["sqlite"] == report["ingest_target"]["ratio_to_verifier"]["sqlite"]
     assert sqlite["ratio_to_nacl_multicore"] > 0
 
     phases = report["breakdown"]
