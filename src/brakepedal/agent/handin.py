@@ -52,7 +52,13 @@ from typing import Any, Self
 
 from brakepedal.accounting.usage import MAX_WINDOW_SECONDS
 from brakepedal.errors import InputError, StorageError
-from brakepedal.model.types import DeviceId, JobId, OrderId, utc_datetime
+from brakepedal.model.types import (
+    DeviceId,
+    JobId,
+    OrderId,
+    epoch_micros,
+    from_epoch_micros,
+)
 from brakepedal.wire.report import (
     MAX_EVENTS,
     MAX_SNAPSHOTS,
@@ -89,19 +95,9 @@ _EVENTS_NEAR = "SELECT COUNT(*) FROM events WHERE at_us > ? AND at_us < ?"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 #: Stands for None in a key column (identifiers and digests are never empty).
 _NONE = ""
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 #: The longest report window, and so the span in which the bounds on hand-ins hold.
 _LONGEST_WINDOW = timedelta(seconds=MAX_WINDOW_SECONDS)
-
-
-def _micros(moment: datetime) -> int:
-    """Microseconds since 1970 (UTC): an integer that sorts like the time it encodes."""
-    return (utc_datetime(moment) - _EPOCH) // _MICRO
-
-
-def _from_micros(value: int) -> datetime:
-    return _EPOCH + value * _MICRO
 
 
 class HandIns:
@@ -165,7 +161,7 @@ class HandIns:
         if not isinstance(commitment, SnapshotCommitment):
             raise InputError("handin.not_a_snapshot", "expected a SnapshotCommitment")
         key = (commitment.job, commitment.step, commitment.digest, commitment.parent or _NONE)
-        at = _micros(commitment.at)
+        at = epoch_micros(commitment.at)
         with self._transaction() as db:
             if db.execute(
                 "SELECT 1 FROM snapshots WHERE job = ? AND step = ? AND digest = ? AND parent = ?",
@@ -193,7 +189,7 @@ class HandIns:
         """
         if not isinstance(event, GateEvent):
             raise InputError("handin.not_an_event", "expected a GateEvent")
-        at = _micros(event.at)
+        at = epoch_micros(event.at)
         row = (at, event.kind.value, event.job or _NONE, event.order or _NONE, event.detail)
         with self._transaction() as db:
             if db.execute(
@@ -234,7 +230,7 @@ class HandIns:
             raise InputError("handin.device_invalid", f"expected a DeviceId, got {device!r:.40}")
         if not isinstance(job, JobId | None):
             raise InputError("handin.job_invalid", f"expected a JobId or None, got {job!r:.40}")
-        low, high = _micros(start), _micros(end)
+        low, high = epoch_micros(start), epoch_micros(end)
         if not 0 < high - low <= _LONGEST_WINDOW // _MICRO:
             raise InputError(
                 "handin.window_invalid", "a window ends after it starts, at most a day later"
@@ -281,7 +277,7 @@ def _snapshot(row: tuple[Any, ...]) -> SnapshotCommitment:
         job=JobId(job),
         step=step,
         digest=digest,
-        at=_from_micros(at),
+        at=from_epoch_micros(at),
         parent=None if parent == _NONE else parent,
     )
 
@@ -289,7 +285,7 @@ def _snapshot(row: tuple[Any, ...]) -> SnapshotCommitment:
 def _event(row: tuple[Any, ...]) -> GateEvent:
     at, kind, job, order, detail = row
     return GateEvent(
-        at=_from_micros(at),
+        at=from_epoch_micros(at),
         job=None if job == _NONE else JobId(job),
         kind=GateEventKind(kind),
         order=None if order == _NONE else OrderId(order),

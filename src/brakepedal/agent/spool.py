@@ -33,11 +33,11 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from brakepedal.errors import InputError, StorageError, TrustError
-from brakepedal.model.types import DeviceId, utc_datetime
+from brakepedal.model.types import DeviceId, epoch_micros, from_epoch_micros, utc_datetime
 
 __all__ = ["ChainHead", "RetryPolicy", "Spool", "SpooledReport"]
 
@@ -63,18 +63,6 @@ CREATE TABLE IF NOT EXISTS minutes (
     PRIMARY KEY (device, sequence, minute)
 ) WITHOUT ROWID;
 """
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _micros(moment: datetime) -> int:
-    """Microseconds since 1970 (UTC): an integer that sorts like the time it encodes."""
-    return (utc_datetime(moment) - _EPOCH) // timedelta(microseconds=1)
-
-
-def _from_micros(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +173,8 @@ class Spool:
         """
         if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
             raise InputError("spool.sequence_invalid", f"sequence {sequence!r} is not >= 0")
-        moment = _micros(at)
-        end = None if window_end is None else _micros(window_end)
+        moment = epoch_micros(at)
+        end = None if window_end is None else epoch_micros(window_end)
         with self._transaction() as db:
             row = db.execute(
                 "SELECT digest FROM reports WHERE device = ? AND sequence = ?", (device, sequence)
@@ -225,7 +213,7 @@ class Spool:
         ).fetchone()
         if row is None:
             return None
-        end = None if row[3] is None else _from_micros(int(row[3]))
+        end = None if row[3] is None else from_epoch_micros(int(row[3]))
         return ChainHead(int(row[0]), str(row[1]), bytes(row[2]), end)
 
     def minutes(self, device: DeviceId, sequence: int) -> list[bytes]:
@@ -242,7 +230,7 @@ class Spool:
             "SELECT device, sequence, digest, envelope, attempts FROM reports"
             " WHERE delivered_us IS NULL AND next_attempt_us <= ?"
             " ORDER BY produced_us, device, sequence LIMIT ?",
-            (_micros(at), limit),
+            (epoch_micros(at), limit),
         ).fetchall()
         return [
             SpooledReport(DeviceId(r[0]), int(r[1]), str(r[2]), bytes(r[3]), int(r[4]))
@@ -262,7 +250,7 @@ class Spool:
             db.execute(
                 "UPDATE reports SET delivered_us = ? WHERE device = ? AND sequence = ?"
                 " AND delivered_us IS NULL",
-                (_micros(at), device, sequence),
+                (epoch_micros(at), device, sequence),
             )
 
     def failed(
@@ -288,7 +276,7 @@ class Spool:
             db.execute(
                 "UPDATE reports SET attempts = ?, next_attempt_us = ?"
                 " WHERE device = ? AND sequence = ?",
-                (attempts, _micros(next_at), device, sequence),
+                (attempts, epoch_micros(next_at), device, sequence),
             )
         return next_at
 

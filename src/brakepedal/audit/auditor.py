@@ -26,7 +26,6 @@ checkpoint that does not verify stops it.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -61,7 +60,7 @@ from brakepedal.crypto.dsse import ParsedEnvelope, parse_envelope
 from brakepedal.crypto.keys import Signer, public_key_from_json, public_key_to_json
 from brakepedal.errors import BrakepedalError, InputError, TrustError
 from brakepedal.governance.view import GovernanceView, LogEvidence
-from brakepedal.model.types import format_utc
+from brakepedal.model.types import epoch_micros, format_utc
 from brakepedal.policy.load import parse_policy
 from brakepedal.policy.model import Policy
 from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
@@ -1181,8 +1180,8 @@ class _Reader:
             # The payload is the report's canonical bytes (parse_report insisted on it).
             hashlib.sha256(item.envelope.payload).hexdigest(),
             report.previous,
-            _micros(report.window_start),
-            _micros(report.window_end),
+            epoch_micros(report.window_start),
+            epoch_micros(report.window_end),
             report.busy_ms,
             report.tensor_active_ms,
             report.energy_mj,
@@ -1230,14 +1229,5 @@ def _enrolment_row(entry: bytes, index: int) -> DeviceRow:
         site=None if request.site is None else str(request.site),
         trust="software" if not request.chain else "chain",
         log_index=index,
-        at_us=_micros(request.at),
+        at_us=epoch_micros(request.at),
     )
-
-
-@functools.lru_cache(maxsize=4096)
-def _micros(moment: datetime) -> int:
-    # Cached: window boundaries repeat across a fleet (whole minutes).
-    return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ permits. Each violation becomes a ``policy.<reason>`` finding citing the reports
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from fractions import Fraction
 
 from brakepedal.accounting.catalogue import Catalogue
@@ -28,7 +28,7 @@ from brakepedal.audit.detectors import Draft
 from brakepedal.audit.findings import Severity
 from brakepedal.audit.state import DeviceRow, ReportRow
 from brakepedal.errors import BrakepedalError
-from brakepedal.model.types import DeviceId, EntityId, JobId, SiteId
+from brakepedal.model.types import DeviceId, EntityId, JobId, SiteId, epoch_micros
 from brakepedal.policy.evaluate import evaluate
 from brakepedal.policy.model import Policy
 from brakepedal.policy.terms import PauseOrderTerms, PermitTerms
@@ -64,7 +64,7 @@ def usage_windows(
         if (
             last is not None
             and last.device == row.device
-            and row.window_start_us < _micros(last.end)
+            and row.window_start_us < epoch_micros(last.end)
         ):
             continue  # an overlap: chain.overlap reports it, the ledger counts one
         windows.append(
@@ -137,7 +137,7 @@ def policy_findings(
         kind = _SUBJECTS.get(violation.subject_kind)
         cited = ledger.windows(kind, violation.subject_id) if kind is not None else ledger.windows()
         indices = sorted(
-            {where[(str(w.window.device), _micros(w.window.start))] for w in cited}
+            {where[(str(w.window.device), epoch_micros(w.window.start))] for w in cited}
             & set(where.values())
         )
         drafts.append(
@@ -184,7 +184,9 @@ def _compute_declared(
         if attested * 10 <= run.declared_flop.value * 11:
             continue
         windows = ledger.windows(Subject.RUN, run.run)
-        indices = sorted(where[(str(w.window.device), _micros(w.window.start))] for w in windows)
+        indices = sorted(
+            where[(str(w.window.device), epoch_micros(w.window.start))] for w in windows
+        )
         drafts.append(
             Draft(
                 "declared.compute_exceeded",
@@ -199,7 +201,3 @@ def _compute_declared(
             )
         )
     return drafts
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)

@@ -18,6 +18,7 @@ Every constructor here parses: a value that exists is valid, and every defect is
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ __all__ = [
     "RunId",
     "SignatoryId",
     "SiteId",
+    "epoch_micros",
     "format_utc",
+    "from_epoch_micros",
     "parse_utc_timestamp",
     "utc_datetime",
 ]
@@ -160,6 +163,30 @@ _TIMESTAMP = re.compile(
 )
 # Longer than any timestamp the pattern accepts; bounds the work on hostile input.
 _TIMESTAMP_MAX = 40
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Microseconds since 1970 of a UTC datetime (refused as :func:`utc_datetime` refuses):
+    an integer that sorts like the time it encodes, as the databases keep times."""
+    if moment.__class__ is datetime and moment.tzinfo is UTC:
+        return _utc_micros(moment)
+    return (utc_datetime(moment) - _EPOCH) // _MICROSECOND
+
+
+def from_epoch_micros(value: int) -> datetime:
+    """The UTC datetime :func:`epoch_micros` encoded as ``value``."""
+    return _EPOCH + value * _MICROSECOND
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_micros(moment: datetime) -> int:
+    # Cached: window boundaries repeat across a fleet (whole minutes), and the arithmetic
+    # costs a microsecond, several times per report at ingest and in the audit.
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def utc_datetime(value: object) -> datetime:

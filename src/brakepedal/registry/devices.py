@@ -34,8 +34,8 @@ from brakepedal.crypto.keys import (
     public_key_to_json,
 )
 from brakepedal.errors import InputError, TrustError
+from brakepedal.model.types import epoch_micros
 from brakepedal.registry.enrolment import verify_endorsement
-from brakepedal.registry.ingest import micros
 from brakepedal.registry.schema import devices
 from brakepedal.tlog.sqlstore import SqlLogStore
 from brakepedal.wire.enrolment import (
@@ -163,7 +163,7 @@ def enrol(
                 manufacturer=endorsement.manufacturer,
                 serial=endorsement.serial,
                 trust_level=endorsement.trust_level,
-                enrolled_us=micros(at),
+                enrolled_us=epoch_micros(at),
                 log_index=log_index,
             )
         )

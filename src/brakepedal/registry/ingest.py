@@ -51,7 +51,7 @@ from brakepedal.crypto.dsse import (
 from brakepedal.crypto.keys import public_key_from_json
 from brakepedal.errors import BrakepedalError, InputError, TrustError
 from brakepedal.model.limits import DEFAULT_LIMITS, Limits
-from brakepedal.model.types import DeviceId
+from brakepedal.model.types import DeviceId, epoch_micros
 from brakepedal.registry.schema import devices, rejections, reports
 from brakepedal.tlog.sqlstore import SqlLogStore, bulk_insert
 from brakepedal.tlog.store import leaf_hashes_of
@@ -72,21 +72,14 @@ __all__ = [
     "IngestLimits",
     "Ingestor",
     "ItemResult",
-    "micros",
     "parse_batch",
 ]
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: No accelerator draws 10 kW; more energy than that in a window is not a measurement.
 _MAX_POWER_MJ_PER_S = 10_000_000
 #: Evidence keeps at most this much of a rejected item's bytes (its hash and size always).
 EVIDENCE_BYTES = 65_536
-
-
-def micros(moment: datetime) -> int:
-    """Microseconds since 1970 (UTC)."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,7 +413,7 @@ class Ingestor:
                 in_batch[(report.device, report.sequence)] = v
                 head.sequence = report.sequence
                 head.digest = v.digest
-                head.window_end_us = micros(report.window_end)
+                head.window_end_us = epoch_micros(report.window_end)
             elif reason[0] != "":
                 rejected.append(
                     _Rejection(
@@ -504,7 +497,10 @@ class Ingestor:
                 f"{where}: previous {report.previous[:16]}... is not the digest of "
                 f"sequence {expected - 1} ({previous[:16]}...)",
             )
-        if head.window_end_us is not None and micros(report.window_start) < head.window_end_us:
+        if (
+            head.window_end_us is not None
+            and epoch_micros(report.window_start) < head.window_end_us
+        ):
             return (
                 "ingest.window_overlap",
                 f"{where}: window starts {report.window_start.isoformat()}, before the "
@@ -545,7 +541,7 @@ class Ingestor:
         received: datetime,
         operators: dict[str, str],
     ) -> None:
-        at = micros(received)
+        at = epoch_micros(received)
         rows = [
             (
                 str(r.device),
@@ -553,8 +549,8 @@ class Ingestor:
                 v.digest,
                 first + offset,
                 at,
-                micros(r.window_start),
-                micros(r.window_end),
+                epoch_micros(r.window_start),
+                epoch_micros(r.window_end),
                 r.busy_ms,
                 r.tensor_active_ms,
                 r.energy_mj,
@@ -576,7 +572,7 @@ class Ingestor:
     ) -> None:
         if not rejected:
             return
-        at = micros(received)
+        at = epoch_micros(received)
         conn.execute(
             insert(rejections),
             [

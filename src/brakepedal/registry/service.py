@@ -24,7 +24,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from fractions import Fraction
 from importlib import resources
 from typing import Any
@@ -47,8 +47,9 @@ from brakepedal.governance.repository import (
 )
 from brakepedal.governance.view import LogEvidence
 from brakepedal.model.limits import Limits
+from brakepedal.model.types import epoch_micros, from_epoch_micros
 from brakepedal.registry.devices import Enrolled, enrol
-from brakepedal.registry.ingest import IngestLimits, Ingestor, ItemResult, micros
+from brakepedal.registry.ingest import IngestLimits, Ingestor, ItemResult
 from brakepedal.registry.schema import (
     challenges,
     cosigned_checkpoints,
@@ -73,7 +74,6 @@ from brakepedal.wire.report_format import parse_report
 __all__ = ["ROLES", "Registry", "RegistryConfig", "migrate"]
 
 ROLES = ("auditor", "admin")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_US = 86_400_000_000
 
 
@@ -95,7 +95,7 @@ def migrate(url: str) -> None:
 def _time(us: int | None) -> str | None:
     if us is None:
         return None
-    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return from_epoch_micros(us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -325,7 +325,7 @@ class Registry:
                         token_sha256=hashlib.sha256(token.encode()).hexdigest(),
                         name=name,
                         role=role,
-                        created_us=micros(self.config.now()),
+                        created_us=epoch_micros(self.config.now()),
                     )
                 )
         except BrakepedalError as e:
@@ -359,7 +359,7 @@ class Registry:
                     device=device,
                     sequence=sequence,
                     requested_by=by,
-                    requested_us=micros(self.config.now()),
+                    requested_us=epoch_micros(self.config.now()),
                 )
                 .returning(challenges.c.id)
             )
@@ -398,7 +398,7 @@ class Registry:
             conn.execute(
                 update(challenges)
                 .where(challenges.c.id == challenge, challenges.c.answered_us.is_(None))
-                .values(answered_us=micros(self.config.now()), response=response)
+                .values(answered_us=epoch_micros(self.config.now()), response=response)
             )
 
     def challenge_minute_count(self, challenge: int) -> int:
@@ -579,7 +579,7 @@ class Registry:
         ``tree_size``, only reports among the log's first ``tree_size`` entries count: the
         figures as of a checkpoint, which an auditor recomputes from exactly those entries.
         """
-        start = micros(datetime(day.year, day.month, day.day, tzinfo=UTC))
+        start = epoch_micros(datetime(day.year, day.month, day.day, tzinfo=UTC))
         end = start + _DAY_US
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -638,8 +638,8 @@ class Registry:
                 select(reports)
                 .where(
                     reports.c.device == device,
-                    reports.c.window_start_us >= micros(start),
-                    reports.c.window_start_us < micros(end),
+                    reports.c.window_start_us >= epoch_micros(start),
+                    reports.c.window_start_us < epoch_micros(end),
                 )
                 .order_by(reports.c.sequence)
                 .limit(10_000)

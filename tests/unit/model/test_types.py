@@ -18,7 +18,9 @@ from brakepedal.model.types import (
     EntityId,
     Flop,
     Identifier,
+    epoch_micros,
     format_utc,
+    from_epoch_micros,
     parse_utc_timestamp,
     utc_datetime,
 )
@@ -313,3 +315,22 @@ def test_flop_parse_human_refuses(text: object, reason: str) -> None:
 @given(st.integers(min_value=0, max_value=10**29), st.integers(min_value=0, max_value=10))
 def test_flop_parse_human_scientific_is_exact(mantissa: int, exponent: int) -> None:
     assert Flop.parse_human(f"{mantissa}e{exponent}") == Flop(mantissa * 10**exponent)
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 1, 1)))
+def test_epoch_micros_round_trips_and_sorts_like_time(naive: datetime) -> None:
+    moment = naive.replace(tzinfo=UTC)
+    value = epoch_micros(moment)
+    assert from_epoch_micros(value) == moment
+    assert epoch_micros(moment + timedelta(microseconds=1)) == value + 1
+
+
+def test_epoch_micros_refuses_what_utc_datetime_refuses_even_after_an_equal_utc_time() -> None:
+    """The UTC fast path is cached; an equal instant in another zone must not hit the cache."""
+    moment = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+    assert epoch_micros(moment) == 1_798_804_800_000_000
+    assert epoch_micros(moment.replace(tzinfo=ZoneInfo("UTC"))) == 1_798_804_800_000_000
+    with pytest.raises(InputError, match=r"time\.not_utc"):
+        epoch_micros(moment.astimezone(timezone(timedelta(hours=1))))
+    with pytest.raises(InputError, match=r"time\.naive"):
+        epoch_micros(moment.replace(tzinfo=None))
