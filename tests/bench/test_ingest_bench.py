@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from ingest import PHASES, QUICK, main
+from rich.console import Console
 
 
 @pytest.mark.slow
@@ -72,3 +73,32 @@ def test_quick_run_accepts_every_report_and_writes_every_figure(tmp_path: Path) 
     assert agent["reports"] == windows * QUICK["agent_devices"]
     assert agent["cpu_percent_per_gpu"] > 0
     assert agent["heap_peak_per_gpu_kib"] > 0
+
+
+def test_reports_refused_in_any_round_count_not_only_the_best_rounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The best round is compared, but a refusal in another round must still fail the run."""
+    import argparse  # noqa: PLC0415
+
+    import ingest  # noqa: PLC0415
+
+    def store(rate: float, refused: int) -> ingest.StoreResult:
+        return ingest.StoreResult(
+            "sqlite", 10, 1, 10, 1, 1.0, rate, 10 - refused, refused, {}, 11, 1.0, 1.0, 1.0, 1.0
+        )
+
+    def raw(rate: float) -> list[ingest.RawResult]:
+        return [
+            ingest.RawResult(lib, 10, 1.0, rate, 2, 2 * rate, 2.0, 2 * rate)
+            for lib in ("nacl", "openssl")
+        ]
+
+    stores = iter([store(100.0, 5), store(200.0, 0)])
+    monkeypatch.setattr(ingest, "run_store", lambda *_: next(stores))
+    monkeypatch.setattr(ingest, "raw_rates", lambda *_: raw(100.0))
+    args = argparse.Namespace(rounds=2, stores="sqlite", processes=2)
+    best, _, rounds, refused = ingest.measure_rounds(args, [], [], Console())
+    assert [s.reports_per_second for s in best] == [200.0]
+    assert rounds == [{"sqlite": 0.5}, {"sqlite": 1.0}]
+    assert refused == 5
