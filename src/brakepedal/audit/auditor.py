@@ -59,6 +59,7 @@ from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.dsse import ParsedEnvelope, parse_envelope
 from brakepedal.crypto.keys import Signer, public_key_from_json, public_key_to_json
 from brakepedal.errors import BrakepedalError, InputError, TrustError
+from brakepedal.governance.documents import PolicyVersion
 from brakepedal.governance.view import GovernanceView, LogEvidence
 from brakepedal.model.types import epoch_micros, format_utc
 from brakepedal.policy.load import parse_policy
@@ -154,9 +155,9 @@ class _Run:
 
 @dataclass(frozen=True, slots=True)
 class _Governance:
-    """The policy in force and the orders and permits a run holds the log to."""
+    """The policies in force and the orders and permits a run holds the log to."""
 
-    policy: Policy | None
+    policies: tuple[Policy, ...]
     orders: tuple[PauseOrderTerms, ...] = ()
     permits: tuple[PermitTerms, ...] = ()
 
@@ -208,7 +209,7 @@ class Auditor:
             all_bad,
             moment,
             self.config.catalogue,
-            _thresholds(self.config.thresholds, governance.policy),
+            _thresholds(self.config.thresholds, governance.policies),
         )
         run.drafts += _detect(evidence, trusted=run.trusted_entries)
         if self.config.shipments is not None and run.trusted_entries:
@@ -630,17 +631,19 @@ class Auditor:
     # ------------------------------------------------------------------ policy
 
     def _governance(self, source: EvidenceSource, at: datetime, run: _Run) -> _Governance:
-        """The policy in force (configured, else the newest published), and the orders and
-        permits of the governance view verified from the agreement's root."""
-        policy = self.config.policy
+        """The policies in force (the one configured, else the newest version of every policy
+        published), and the orders and permits of the governance view verified from the
+        agreement's root. A published policy that does not parse is a finding, and the
+        others are still evaluated."""
+        policies: tuple[Policy, ...] = () if self.config.policy is None else (self.config.policy,)
         orders: tuple[PauseOrderTerms, ...] = ()
         permits: tuple[PermitTerms, ...] = ()
         if self.config.trusted_root is not None:
             view = self._view(source, at, run)
             if view is not None:
                 orders, permits = view.orders(), view.permits()
-                if policy is None:
-                    policy = _newest_policy(view)
+                if self.config.policy is None:
+                    policies = _newest_policies(view, run)
                 run.context["orders"] = [
                     {
                         "id": str(o.order_id),
@@ -661,7 +664,7 @@ class Auditor:
                     }
                     for p in permits
                 ]
-        return _Governance(policy, orders, permits)
+        return _Governance(policies, orders, permits)
 
     def _policy(
         self,
@@ -671,33 +674,41 @@ class Auditor:
         reports: list[ReportRow],
         run: _Run,
     ) -> list[Draft]:
-        policy, orders, permits = governance.policy, governance.orders, governance.permits
-        if policy is None:
+        if not governance.policies:
             return []
-        run.context["policy"] = {
-            "id": str(policy.id),
-            "version": policy.version,
-            "thresholds": [
-                {"rule": r.id, "subject": r.subject, "flop": str(r.threshold_flop.value)}
-                for r in policy.rules
-                if r.threshold_flop is not None
-            ],
-        }
+        run.context["policies"] = [
+            {
+                "id": str(policy.id),
+                "version": policy.version,
+                "thresholds": [
+                    {"rule": r.id, "subject": r.subject, "flop": str(r.threshold_flop.value)}
+                    for r in policy.rules
+                    if r.threshold_flop is not None
+                ],
+            }
+            for policy in governance.policies
+        ]
         if self.config.declarations is not None:
             run.context["holdings"] = [
                 {"holder": str(h.holder), "held": str(h.held), "share": str(h.voting_share)}
                 for h in self.config.declarations.holdings
             ]
-        return policy_findings(
-            policy,
-            self.config.declarations,
-            devices,
-            reports,
-            catalogue=self.config.catalogue,
-            at=at,
-            orders=orders,
-            permits=permits,
-        )
+        # Each policy on its own ledger (its own bound and control rules); a violation's
+        # finding names its policy, so two policies' findings never merge.
+        return [
+            draft
+            for policy in governance.policies
+            for draft in policy_findings(
+                policy,
+                self.config.declarations,
+                devices,
+                reports,
+                catalogue=self.config.catalogue,
+                at=at,
+                orders=governance.orders,
+                permits=governance.permits,
+            )
+        ]
 
     def _view(self, source: EvidenceSource, at: datetime, run: _Run) -> GovernanceView | None:
         assert self.config.trusted_root is not None
@@ -819,13 +830,13 @@ def _detect(evidence: Evidence, *, trusted: bool) -> list[Draft]:
     return drafts
 
 
-def _thresholds(configured: Thresholds, policy: Policy | None) -> Thresholds:
-    """The detectors' thresholds; an allowed gap not configured is the policy's
-    ``max_report_gap_minutes`` when a policy is in force (else the detectors' default)."""
-    if configured.allowed_gap is not None or policy is None:
+def _thresholds(configured: Thresholds, policies: Sequence[Policy]) -> Thresholds:
+    """The detectors' thresholds; an allowed gap not configured is the strictest
+    ``max_report_gap_minutes`` of the policies in force (else the detectors' default)."""
+    if configured.allowed_gap is not None or not policies:
         return configured
-    gap = timedelta(minutes=policy.accounting.max_report_gap_minutes)
-    return replace(configured, allowed_gap=gap)
+    minutes = min(policy.accounting.max_report_gap_minutes for policy in policies)
+    return replace(configured, allowed_gap=timedelta(minutes=minutes))
 
 
 def _draft_id(draft: Draft) -> str:
@@ -1053,14 +1064,34 @@ def _challenge_draft(challenge: Challenge, detector: str, severity: Severity, wh
     )
 
 
-def _newest_policy(view: GovernanceView) -> Policy | None:
-    """The newest version of the first policy published in governance."""
-    published = sorted(view.policies(), key=lambda item: (str(item[0].policy_id), -item[0].version))
-    if not published:
-        return None
-    version, data = published[0]
-    suffix = ".toml" if version.media_type == "application/toml" else ".yaml"
-    return parse_policy(data, name=f"{version.policy_id}{suffix}")
+def _newest_policies(view: GovernanceView, run: _Run) -> tuple[Policy, ...]:
+    """The newest version of every policy published in governance, by policy id; one that
+    does not parse is a ``policy.unevaluable`` finding (its older versions are not used in
+    its place: the parties replaced them)."""
+    newest: dict[str, tuple[PolicyVersion, bytes]] = {}
+    for version, data in view.policies():
+        known = newest.get(str(version.policy_id))
+        if known is None or version.version > known[0].version:
+            newest[str(version.policy_id)] = (version, data)
+    policies: list[Policy] = []
+    for policy_id, (version, data) in sorted(newest.items()):
+        suffix = ".toml" if version.media_type == "application/toml" else ".yaml"
+        try:
+            policies.append(parse_policy(data, name=f"{policy_id}{suffix}"))
+        except BrakepedalError as e:
+            run.drafts.append(
+                Draft(
+                    "policy.unevaluable",
+                    "the policy can be evaluated over the logged compute",
+                    Severity.HIGH,
+                    f"policy:{policy_id}",
+                    f"policy {policy_id} v{version.version}, published in governance, does "
+                    f"not parse: {e.reason}",
+                    {"policy": policy_id, "reason": e.reason},
+                    {"version": version.version, "detail": e.message[:300]},
+                )
+            )
+    return tuple(policies)
 
 
 class _Reader:

@@ -198,7 +198,8 @@ def _plot_compute(
     thresholds = [(f"order {o['id']}", int(o["threshold_flop"])) for o in context.get("orders", [])]
     thresholds += [
         (f"rule {t['rule']} ({t['subject']})", int(t["flop"]))
-        for t in context.get("policy", {}).get("thresholds", [])
+        for policy in _policies(context)
+        for t in policy.get("thresholds", [])
         if int(t["flop"]) > 0
     ]
     for label, value in thresholds:
@@ -209,6 +210,13 @@ def _plot_compute(
     if series:
         axes.legend(fontsize=8, loc="upper left")
     return _png(figure)
+
+
+def _policies(context: dict[str, Any]) -> list[dict[str, Any]]:
+    """The policies a run evaluated (a state written before several could be: its one)."""
+    if "policies" in context:
+        return list(context["policies"])
+    return [context["policy"]] if "policy" in context else []
 
 
 def _plot_timeline(context: dict[str, Any], reports: list[ReportRow], clock: _Clock) -> str:
@@ -311,7 +319,6 @@ def _page(
         f'<h2>{e(title)}</h2><img alt="{e(title)}" src="data:image/png;base64,{data}">'
         for title, data in plots.items()
     )
-    policy = context.get("policy", {})
     facts = [
         ("log", summary["origin"]),
         ("audited at", summary["audited_at"]),
@@ -323,7 +330,10 @@ def _page(
         ),
         ("devices", summary["devices"]),
         ("reports", summary["reports"]),
-        ("policy", f"{policy.get('id', 'none')} v{policy.get('version', '-')}"),
+        (
+            "policies",
+            ", ".join(f"{p['id']} v{p['version']}" for p in _policies(context)) or "none",
+        ),
         ("orders", ", ".join(o["id"] for o in context.get("orders", [])) or "none"),
         ("permits", ", ".join(p["id"] for p in context.get("permits", [])) or "none"),
     ]
