@@ -1077,7 +1077,16 @@ def _newest_policies(view: GovernanceView, run: _Run) -> tuple[Policy, ...]:
     for policy_id, (version, data) in sorted(newest.items()):
         suffix = ".toml" if version.media_type == "application/toml" else ".yaml"
         try:
-            policies.append(parse_policy(data, name=f"{policy_id}{suffix}"))
+            policy = parse_policy(data, name=f"{policy_id}{suffix}")
+            if (str(policy.id), policy.version) != (policy_id, version.version):
+                # Findings and the report name a policy by its text's id: a record that
+                # names another would merge two policies' findings.
+                raise InputError(
+                    "policy.record_mismatch",
+                    f"the record names {policy_id} v{version.version}, the file says "
+                    f"{policy.id} v{policy.version}",
+                )
+            policies.append(policy)
         except BrakepedalError as e:
             run.drafts.append(
                 Draft(

@@ -79,3 +79,18 @@ def test_a_published_policy_that_does_not_parse_is_a_finding_and_the_others_stil
     (draft,) = run.drafts
     assert draft.detector == "policy.unevaluable"
     assert draft.key["policy"] == "future"
+
+
+def test_a_policy_whose_file_names_another_id_or_version_is_a_finding() -> None:
+    """Findings name a policy by the id in its text: a record naming another would merge two
+    policies' findings under one name."""
+    world = World()
+    world.bootstrap()
+    _publish_policy(world, "pause-2027", 1, _preset("pause"))  # the text says id = "pause"
+    _publish_policy(world, "eu-ai-act", 3, _preset("eu-ai-act"))  # the text says version 1
+    run = _Run()
+    assert _newest_policies(world.view(T0 + DAY), run) == ()
+    assert sorted((d.key["policy"], d.key["reason"]) for d in run.drafts) == [
+        ("eu-ai-act", "policy.record_mismatch"),
+        ("pause-2027", "policy.record_mismatch"),
+    ]
