@@ -1029,7 +1029,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument(
-        "--server-workers", type=int, default=2, help="registry worker processes (the cores)"
+        "--server-workers",
+        type=int,
+        default=(os.cpu_count() or 1) + 1,
+        help="registry worker processes (default: one more than the cores, so that a worker "
+        "waiting on the database's write lock or commit leaves no core idle)",
     )
     parser.add_argument("--processes", type=int, default=2, help="for the raw multi-core rate")
     parser.add_argument("--stores", default="sqlite,postgres")
