@@ -60,7 +60,7 @@ from brakepedal.crypto.dsse import ParsedEnvelope, parse_envelope
 from brakepedal.crypto.keys import Signer, public_key_from_json, public_key_to_json
 from brakepedal.errors import BrakepedalError, InputError, TrustError
 from brakepedal.governance.documents import PolicyVersion
-from brakepedal.governance.view import GovernanceView, LogEvidence
+from brakepedal.governance.view import GovernanceView, LogEvidence, policy_file_path
 from brakepedal.model.types import epoch_micros, format_utc
 from brakepedal.policy.load import parse_policy
 from brakepedal.policy.model import Policy
@@ -1075,9 +1075,8 @@ def _newest_policies(view: GovernanceView, run: _Run) -> tuple[Policy, ...]:
             newest[str(version.policy_id)] = (version, data)
     policies: list[Policy] = []
     for policy_id, (version, data) in sorted(newest.items()):
-        suffix = ".toml" if version.media_type == "application/toml" else ".yaml"
         try:
-            policy = parse_policy(data, name=f"{policy_id}{suffix}")
+            policy = parse_policy(data, name=policy_file_path(version))
             if (str(policy.id), policy.version) != (policy_id, version.version):
                 # Findings and the report name a policy by its text's id: a record that
                 # names another would merge two policies' findings.
@@ -1214,27 +1213,27 @@ class _Reader:
                 for c in report.snapshots
             ]
         return ReportRow(
-            index,
-            str(report.device),
-            report.sequence,
+            log_index=index,
+            device=str(report.device),
+            sequence=report.sequence,
             # The payload is the report's canonical bytes (parse_report insisted on it).
-            hashlib.sha256(item.envelope.payload).hexdigest(),
-            report.previous,
-            epoch_micros(report.window_start),
-            epoch_micros(report.window_end),
-            report.busy_ms,
-            report.tensor_active_ms,
-            report.energy_mj,
-            report.job,
-            report.tenant,
-            report.permit,
-            report.site,
-            report.workload.value,
-            report.minute_count,
-            report.minute_root,
-            None if governance is None else governance.timestamp_version,
-            None if governance is None else governance.checkpoint_size,
-            report.accelerator,
+            digest=hashlib.sha256(item.envelope.payload).hexdigest(),
+            previous=report.previous,
+            window_start_us=epoch_micros(report.window_start),
+            window_end_us=epoch_micros(report.window_end),
+            busy_ms=report.busy_ms,
+            tensor_active_ms=report.tensor_active_ms,
+            energy_mj=report.energy_mj,
+            job=report.job,
+            tenant=report.tenant,
+            permit=report.permit,
+            site=report.site,
+            workload=report.workload.value,
+            minute_count=report.minute_count,
+            minute_root=report.minute_root,
+            governance_version=None if governance is None else governance.timestamp_version,
+            governance_size=None if governance is None else governance.checkpoint_size,
+            accelerator=report.accelerator,
         )
 
 

@@ -166,28 +166,6 @@ _HEADS_PER_QUERY = 500
 _Item = tuple[bytes, ParsedEnvelope | dict[str, Any] | None]
 
 
-#: The ``reports`` table's columns in its order: the order of _insert_reports's row tuples.
-_REPORT_COLUMNS = (
-    "device",
-    "sequence",
-    "digest",
-    "log_index",
-    "received_us",
-    "window_start_us",
-    "window_end_us",
-    "busy_ms",
-    "tensor_active_ms",
-    "energy_mj",
-    "operator",
-    "job",
-    "tenant",
-    "permit",
-    "workload",
-    "minute_root",
-    "minute_count",
-)
-
-
 class Ingestor:
     """Verifies and stores batches of usage reports for one registry database."""
 
@@ -565,7 +543,7 @@ class Ingestor:
             for offset, v in enumerate(accepted)
             for r in (v.report,)
         ]
-        bulk_insert(conn, reports, rows)  # the columns in _REPORT_COLUMNS order
+        bulk_insert(conn, reports, rows)  # the table's columns, in its order
 
     def _insert_rejections(
         self, conn: Connection, rejected: list[_Rejection], received: datetime

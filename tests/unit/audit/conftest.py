@@ -100,6 +100,14 @@ class World:
             source.close()
             state.close()
 
+    def challenge_statuses(self) -> list[str]:
+        """The status of each challenge the auditor's state holds, in its order."""
+        state = AuditState(self.state_dir)
+        try:
+            return [c.status for c in state.challenges()]
+        finally:
+            state.close()
+
     def latest_window_end(self) -> datetime:
         return max(gpu.start for gpu in self.devices.values())
 

@@ -228,18 +228,10 @@ def test_a_challenged_entry_that_cannot_be_fetched_blames_nobody_and_is_asked_ag
     glitch = _run(world, _GlitchOnce(world.server.url, world.token))
     assert detectors(glitch) == ["registry.answer_invalid"]
     assert glitch.findings[0].subject == "registry"
-    state = AuditState(world.state_dir)
-    try:
-        assert [c.status for c in state.challenges()] == ["open"]
-    finally:
-        state.close()
+    assert world.challenge_statuses() == ["open"]
     healthy = world.audit(at=quiet(world))
     assert healthy.findings == ()
-    state = AuditState(world.state_dir)
-    try:
-        assert [c.status for c in state.challenges()] == ["verified"]
-    finally:
-        state.close()
+    assert world.challenge_statuses() == ["verified"]
 
 
 def test_an_answer_that_is_not_minute_records_is_the_registrys_not_the_devices(
@@ -260,11 +252,7 @@ def test_an_answer_that_is_not_minute_records_is_the_registrys_not_the_devices(
     assert _challenge_findings(late) == []  # neither a mismatch nor silence
     (finding,) = [f for f in late.findings if f.detector == "registry.answer_invalid"]
     assert finding.key == {"what": "challenge", "which": str(number)}
-    state = AuditState(world.state_dir)
-    try:
-        assert [c.status for c in state.challenges()] == ["open"]
-    finally:
-        state.close()
+    assert world.challenge_statuses() == ["open"]
 
 
 def test_a_challenge_answered_after_its_deadline_is_not_answered_in_time(world: World) -> None:
@@ -290,11 +278,7 @@ def test_a_challenge_answered_after_its_deadline_is_not_answered_in_time(world: 
     assert finding.id == silent.id  # the same finding: it was not answered in time
     assert finding.severity.value == "high"
     assert "2:00:00 after it was asked" in finding.summary
-    state = AuditState(world.state_dir)
-    try:
-        assert [c.status for c in state.challenges()] == ["late"]
-    finally:
-        state.close()
+    assert world.challenge_statuses() == ["late"]
     # Settled: it stands in later runs without asking again.
     later = world.audit(at=quiet(world) + timedelta(hours=4))
     assert [f.id for f in _challenge_findings(later)] == [silent.id]
@@ -313,11 +297,7 @@ def test_a_challenge_answered_in_time_is_verified(world: World) -> None:
     # The auditor runs long after; the answer came in time by the registry's clock.
     result = world.audit(at=quiet(world) + timedelta(hours=3))
     assert "challenge.unanswered" not in detectors(result)
-    state = AuditState(world.state_dir)
-    try:
-        assert [c.status for c in state.challenges()] == ["verified"]
-    finally:
-        state.close()
+    assert world.challenge_statuses() == ["verified"]
 
 
 # ---------------------------------------------------------------------- consistency

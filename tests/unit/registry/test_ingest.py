@@ -6,6 +6,7 @@ Every test runs against SQLite and PostgreSQL (the ``registry_url`` fixture).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,14 +14,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from brakepedal.accounting.usage import Workload
 from brakepedal.crypto.canonical import canonical_json
+from brakepedal.crypto.dsse import parse_envelope
 from brakepedal.crypto.keys import generate_ed25519
+from brakepedal.model.types import EntityId, JobId, PermitId, epoch_micros
 from brakepedal.registry import ingest as registry_ingest
 from brakepedal.registry.schema import rejections, reports
 from brakepedal.registry.service import Registry
 from brakepedal.tlog.checkpoint import open_checkpoint
 from brakepedal.tlog.merkle import leaf_hash
 from brakepedal.tlog.proof import InclusionProof, parse_proof
+from brakepedal.wire.report_format import parse_report
 from tests.unit.registry.conftest import LOG_SIGNER, ORIGIN, Device, Server, batch
 
 
@@ -380,9 +385,41 @@ def test_a_body_declared_too_large_is_refused_before_it_is_read(server: Server) 
     assert big.json()["reason"] == "ingest.batch_too_large"
 
 
-def test_the_raw_report_insert_fills_every_column_of_the_table_in_order() -> None:
-    """The ingest path writes ``reports`` rows as plain tuples (COPY on PostgreSQL): a column
-    added to the schema, or moved, must be added or moved there too."""
-    from brakepedal.registry.ingest import _REPORT_COLUMNS  # noqa: PLC0415
-
-    assert tuple(column.name for column in reports.c) == _REPORT_COLUMNS
+def test_a_stored_report_row_holds_each_field_in_its_column(
+    registry: Registry, server: Server
+) -> None:
+    """The ingest path writes ``reports`` rows as plain tuples in the table's column order
+    (COPY on PostgreSQL): every column read back by name holds the report's own value."""
+    (gpu,) = _enrolled(server, "gpu-0")
+    envelope = gpu.report(
+        job=JobId("train-1"),
+        tenant=EntityId("lab-b"),
+        permit=PermitId("permit-1"),
+        workload=Workload.INFERENCE,
+        tensor_active_ms=1234,
+    )
+    (result,) = server.client.post("/v1/reports", content=batch(envelope)).json()["results"]
+    payload = parse_envelope(envelope).payload
+    report = parse_report(payload)
+    with registry.engine.connect() as conn:
+        row = conn.execute(select(reports)).mappings().one()
+    assert dict(row) | {"received_us": 0} == {
+        "device": "gpu-0",
+        "sequence": 0,
+        "digest": hashlib.sha256(payload).hexdigest(),
+        "log_index": result["log_index"],
+        "received_us": 0,
+        "window_start_us": epoch_micros(report.window_start),
+        "window_end_us": epoch_micros(report.window_end),
+        "busy_ms": report.busy_ms,
+        "tensor_active_ms": 1234,
+        "energy_mj": report.energy_mj,
+        "operator": "lab-a",
+        "job": "train-1",
+        "tenant": "lab-b",
+        "permit": "permit-1",
+        "workload": "inference",
+        "minute_root": report.minute_root,
+        "minute_count": 5,
+    }
+    assert row["received_us"] > 0
