@@ -91,9 +91,13 @@ class IngestLimits:
     clock_skew: timedelta = timedelta(minutes=5)
 
 
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    """What became of one item of a batch."""
+class ItemResult(msgspec.Struct, frozen=True):
+    """What became of one item of a batch.
+
+    A msgspec struct: its JSON form, every field in this order with absent ones null, is the
+    item of the ingest answer (``IngestResponse`` in the registry's OpenAPI document), encoded
+    straight from it.
+    """
 
     index: int
     status: str
@@ -104,19 +108,13 @@ class ItemResult:
     detail: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "status": self.status,
-            "device": self.device,
-            "sequence": self.sequence,
-            "log_index": self.log_index,
-            "reason": self.reason,
-            "detail": self.detail,
-        }
+        return msgspec.structs.asdict(self)
 
 
-@dataclass(frozen=True, slots=True)
-class _Verified:
+class _Verified(msgspec.Struct, frozen=True):
+    """A signed, plausible report, not yet checked against its chain (a struct: built per
+    report, it costs a third of a frozen dataclass)."""
+
     index: int
     report: UsageReport
     envelope: bytes
