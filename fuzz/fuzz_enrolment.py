@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from brakepedal.crypto.keys import ed25519_public_key
 from brakepedal.errors import BrakepedalError
-from brakepedal.registry.enrolment import (
+from brakepedal.wire.endorsement import (
     split_pem_certificates,
     verify_endorsement,
     verify_nvidia_chain,

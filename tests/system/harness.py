@@ -24,12 +24,12 @@ from sqlalchemy import create_engine, select
 from brakepedal.agent.spool import Spool
 from brakepedal.crypto.dsse import parse_envelope
 from brakepedal.crypto.keys import generate_ed25519, private_key_to_pem
-from brakepedal.registry.enrolment import Manufacturer
 from brakepedal.registry.schema import reports
 from brakepedal.tlog.checkpoint import open_checkpoint
 from brakepedal.tlog.merkle import leaf_hash
 from brakepedal.tlog.note import NoteSigner
 from brakepedal.tlog.proof import InclusionProof, parse_proof
+from brakepedal.wire.endorsement import Manufacturer
 from brakepedal.wire.report_format import parse_report
 
 ORIGIN = "brakepedal.test/system"

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from brakepedal.agent.identity import DeviceIdentity
     from brakepedal.agent.runner import Agent
     from brakepedal.agent.telemetry import TelemetryBackend
-    from brakepedal.registry.enrolment import Manufacturer
+    from brakepedal.wire.endorsement import Manufacturer
 
 __all__ = ["app"]
 
@@ -160,7 +160,7 @@ def run(
     from brakepedal.agent.identity import load_or_create_identities  # noqa: PLC0415
     from brakepedal.agent.runner import Agent, Clock  # noqa: PLC0415
     from brakepedal.agent.spool import RetryPolicy, Spool  # noqa: PLC0415
-    from brakepedal.registry.enrolment import Manufacturer  # noqa: PLC0415
+    from brakepedal.wire.endorsement import Manufacturer  # noqa: PLC0415
 
     clock_start = None if start is None else parse_utc_timestamp(start)
     begin = clock_start or datetime.now(UTC)

@@ -263,7 +263,7 @@ def manufacturer(
     from datetime import UTC, datetime  # noqa: PLC0415
 
     from brakepedal.cli.files import write_new_file  # noqa: PLC0415
-    from brakepedal.registry.enrolment import Manufacturer  # noqa: PLC0415
+    from brakepedal.wire.endorsement import Manufacturer  # noqa: PLC0415
 
     ca = Manufacturer.generate(name, now=datetime.now(UTC) - timedelta(days=1))
     out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ by the **device key it enrols** (proof of possession), over the canonical JSON::
      "operator": EntityId, "site": SiteId | null, "chain": [PEM, ...], "at": UTC time}
 
 The chain (leaf first) must lead to one of the registry's trusted manufacturer roots
-(:func:`brakepedal.registry.enrolment.verify_endorsement`), its leaf must certify this very
+(:func:`brakepedal.wire.endorsement.verify_endorsement`), its leaf must certify this very
 key, and the accelerator it names must be the one claimed. An empty chain enrols a
 **software** key, the weakest trust level, and only where the registry allows it. The accepted
 request is appended to the transparency log and the device row written in one transaction,
@@ -17,7 +17,7 @@ the same request again is idempotent and returns the first log index).
 
 Reasons: ``enrolment.*`` (``request_invalid``, ``payload_type_unexpected``, ``not_self_signed``,
 ``accelerator_mismatch``, ``software_not_allowed``, ``exists``, ``key_in_use``), the chain's
-own (see :mod:`brakepedal.registry.enrolment`) and the parsers' (``envelope.*``, ``json.*``).
+own (see :mod:`brakepedal.wire.endorsement`) and the parsers' (``envelope.*``, ``json.*``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from brakepedal.crypto.keys import (
 )
 from brakepedal.errors import InputError, TrustError
 from brakepedal.model.types import epoch_micros
-from brakepedal.registry.enrolment import verify_endorsement
 from brakepedal.registry.schema import devices
 from brakepedal.tlog.sqlstore import SqlLogStore
+from brakepedal.wire.endorsement import verify_endorsement
 from brakepedal.wire.enrolment import (
     ENROLMENT_FORMAT,
     ENROLMENT_PAYLOAD_TYPE,

@@ -11,7 +11,7 @@ over the canonical JSON::
 
 :func:`parse_enrolment` checks the form and the proof of possession; what the chain is worth
 (which manufacturer roots it leads to) is the registry's judgement
-(:mod:`brakepedal.registry.enrolment`). Reasons: ``enrolment.request_invalid``,
+(:mod:`brakepedal.wire.endorsement`). Reasons: ``enrolment.request_invalid``,
 ``enrolment.payload_type_unexpected``, ``enrolment.not_self_signed`` and the parsers'.
 """
 

@@ -15,7 +15,6 @@ from sqlalchemy import MetaData, create_engine
 from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.keys import generate_ed25519
 from brakepedal.registry.devices import ENROLMENT_PAYLOAD_TYPE
-from brakepedal.registry.enrolment import Manufacturer
 from brakepedal.registry.schema import metadata
 from brakepedal.registry.service import Registry, migrate
 from brakepedal.tlog.checkpoint import open_checkpoint
@@ -25,6 +24,7 @@ from brakepedal.tlog.note import Note, NoteSignature
 from brakepedal.tlog.proof import ConsistencyProof, parse_proof
 from brakepedal.tlog.sqlstore import SqlLogStore
 from brakepedal.tlog.sqlstore import _metadata as log_metadata
+from brakepedal.wire.endorsement import Manufacturer
 from brakepedal.wire.minute import parse_minute
 from tests.unit.registry.conftest import (
     ACCELERATOR,

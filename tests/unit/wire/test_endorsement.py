@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from brakepedal.crypto.keys import Key, SSlibKey, generate_ed25519
 from brakepedal.errors import BrakepedalError, InputError, TrustError
-from brakepedal.registry.enrolment import (
+from brakepedal.wire.endorsement import (
     MAX_CERTIFICATE_BYTES,
     MAX_CHAIN_CERTIFICATES,
     TRUST_LEVELS,

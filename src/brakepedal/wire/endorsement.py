@@ -5,9 +5,11 @@ key at the trust level its evidence earns (:data:`TRUST_LEVELS`, weakest first):
 (no chain: a key alone, allowed only where the registry says so), ``manufacturer`` (a
 manufacturer CA, real or simulated, certifies the key) and ``hardware`` (the vendor's device
 identity PKI binds a key to the chip, as NVIDIA's does for H100 attestation keys). Trust comes
-only from the root certificates the registry is configured with: a chain may end with a copy of
+only from the root certificates the verifier is configured with: a chain may end with a copy of
 its root (NVIDIA's do), which is dropped when it equals a configured root byte for byte and is
-otherwise just another certificate that must be issued by one.
+otherwise just another certificate that must be issued by one. The registry verifies a chain at
+enrolment; an auditor verifies every logged chain again with the roots it trusts itself
+(:mod:`brakepedal.audit.endorsements`), with this same code.
 
 **Verification** (:func:`verify_endorsement`, :func:`verify_nvidia_chain`), leaf first:
 
