@@ -27,6 +27,7 @@ checkpoint that does not verify stops it.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -40,6 +41,7 @@ from brakepedal.accounting.usage import Workload
 from brakepedal.audit import accounting
 from brakepedal.audit.declarations import declaration_findings
 from brakepedal.audit.detectors import Draft, Evidence, Thresholds, day_of, detect
+from brakepedal.audit.endorsements import endorsement_findings
 from brakepedal.audit.findings import EntryEvidence, Finding, FindingSet, Severity, finding_id
 from brakepedal.audit.policy_check import policy_findings
 from brakepedal.audit.sampling import SamplePlan, plan
@@ -119,6 +121,10 @@ class AuditConfig:
     #: Accelerators the manufacturers shipped, by entity (``devices.unenrolled``); None: not
     #: known.
     shipments: Mapping[str, int] | None = None
+    #: Manufacturer root certificates (PEM) the auditor trusts: with them every logged
+    #: endorsement chain is verified again (``device.endorsement_invalid``,
+    #: ``device.unendorsed``); without, chains are not checked.
+    manufacturer_roots: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +221,7 @@ class Auditor:
         if self.config.shipments is not None and run.trusted_entries:
             # Enrolments in entries not read (a lying log) would read as missing devices.
             run.drafts += shipment_findings(self.config.shipments, all_devices)
+        run.drafts += self._endorsements(all_devices, run)
         run.drafts += self._challenges(source, moment)
         if self.config.declarations is not None:
             run.drafts += declaration_findings(self.config.declarations, all_reports, all_snapshots)
@@ -572,6 +579,21 @@ class Auditor:
     ) -> SamplePlan:
         """Open challenges of a sample of the reports (:func:`open_challenges`)."""
         return open_challenges(self.state, source, budget=budget, fraction=fraction, at=at)
+
+    def _endorsements(self, devices: Mapping[str, DeviceRow], run: _Run) -> list[Draft]:
+        """Every logged chain verified again under the auditor's roots (none: not checked)."""
+        if not self.config.manufacturer_roots:
+            run.context["endorsements"] = {"checked": False}
+            return []
+        check = endorsement_findings(devices, self.config.manufacturer_roots)
+        run.context["endorsements"] = {
+            "checked": True,
+            "endorsed": check.endorsed,
+            "software": check.software,
+            "invalid": check.invalid,
+            "unchecked": check.unchecked,
+        }
+        return check.drafts
 
     def _challenges(self, source: EvidenceSource, at: datetime) -> list[Draft]:
         """Check every open challenge's answer: a draft per mismatch, per answer missing or
@@ -1269,4 +1291,5 @@ def _enrolment_row(entry: bytes, index: int) -> DeviceRow:
         trust="software" if not request.chain else "chain",
         log_index=index,
         at_us=epoch_micros(request.at),
+        chain=json.dumps([pem.decode("ascii", "replace") for pem in request.chain]),
     )

@@ -212,6 +212,19 @@ def _plot_compute(
     return _png(figure)
 
 
+def _endorsements(checked: dict[str, Any] | None) -> str:
+    """What the run's check of the logged endorsement chains found, in a line."""
+    if not checked or not checked.get("checked"):
+        return "not checked (the auditor was given no manufacturer roots)"
+    line = (
+        f"{checked['endorsed']} verified, {checked['software']} software keys, "
+        f"{checked['invalid']} invalid"
+    )
+    if checked.get("unchecked"):
+        line += f", {checked['unchecked']} read before chains were kept"
+    return line
+
+
 def _policies(context: dict[str, Any]) -> list[dict[str, Any]]:
     """The policies a run evaluated (a state written before several could be: its one)."""
     if "policies" in context:
@@ -329,6 +342,7 @@ def _page(
             or "none",
         ),
         ("devices", summary["devices"]),
+        ("endorsement chains", _endorsements(context.get("endorsements"))),
         ("reports", summary["reports"]),
         (
             "policies",

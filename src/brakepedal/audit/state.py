@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS leaves (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL, 
 CREATE TABLE IF NOT EXISTS devices (
     device TEXT PRIMARY KEY, public_key TEXT NOT NULL, accelerator TEXT NOT NULL,
     operator TEXT NOT NULL, site TEXT, trust TEXT NOT NULL, log_index INTEGER NOT NULL,
-    at_us INTEGER NOT NULL);
+    at_us INTEGER NOT NULL, chain TEXT);
 CREATE TABLE IF NOT EXISTS reports (
     log_index INTEGER PRIMARY KEY, device TEXT NOT NULL, sequence INTEGER NOT NULL,
     digest TEXT NOT NULL, previous TEXT NOT NULL, window_start_us INTEGER NOT NULL,
@@ -79,8 +79,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS snapshots_key
 
 #: The layout this code writes (``meta.schema``). 1 (no ``schema`` row): snapshots keyed by
 #: (log_index, job, step, digest), which kept one of two commitments of a report differing
-#: only in parent or time; 2: keyed by all of a commitment's fields.
-SCHEMA_VERSION = 2
+#: only in parent or time; 2: keyed by all of a commitment's fields; 3: devices keep their
+#: endorsement chain (``chain``, NULL for devices an earlier version read).
+SCHEMA_VERSION = 3
 
 _SNAPSHOTS_V1 = "PRIMARY KEY (log_index, job, step, digest)"
 
@@ -109,6 +110,9 @@ class DeviceRow:
     trust: str
     log_index: int
     at_us: int
+    #: The enrolment's endorsement chain as logged, a JSON list of PEM texts (leaf first);
+    #: None for a device an auditor before state version 3 read (it did not keep chains).
+    chain: str | None = None
 
 
 class ReportRow(msgspec.Struct, frozen=True):
@@ -193,7 +197,9 @@ class AuditState:
         From 1: the snapshots table is rebuilt with its full key. Commitments a version-1
         state dropped are not in it to recover (the state keeps leaf hashes, not entries):
         ``meta.snapshots_incomplete`` records that; audit afresh, with a new state, to read
-        them again."""
+        them again. From 1 or 2: devices gain their ``chain`` column; the chains of devices
+        already read are not in the state to recover either (``meta.chains_incomplete``), and
+        their endorsements go unchecked until a fresh state reads them again."""
         if self.meta("schema") == str(SCHEMA_VERSION):
             return
         db = self._db
@@ -209,6 +215,11 @@ class AuditState:
                 db.execute("DROP TABLE snapshots_v1")
                 if db.execute("SELECT 1 FROM snapshots LIMIT 1").fetchone() is not None:
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshots_incomplete', '1')")
+            columns = {str(row[1]) for row in db.execute("PRAGMA table_info(devices)")}
+            if "chain" not in columns:
+                db.execute("ALTER TABLE devices ADD COLUMN chain TEXT")
+                if db.execute("SELECT 1 FROM devices LIMIT 1").fetchone() is not None:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('chains_incomplete', '1')")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             db.execute("COMMIT")
         except BaseException:
@@ -352,7 +363,7 @@ class AuditState:
             )
             db.executemany("INSERT OR REPLACE INTO leaves VALUES (?, ?, ?)", leaves)
             db.executemany(
-                "INSERT OR IGNORE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [tuple(_values(d)) for d in devices],
             )
             db.executemany(

@@ -48,6 +48,7 @@ app = typer.Typer(
 )
 
 _MAX_FILE = 16 * 1024 * 1024
+_MAX_PEM = 64_000
 _STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 Registry = Annotated[str | None, typer.Option("--registry", help="registry base URL")]
@@ -80,6 +81,14 @@ def run_command(
     declarations: Annotated[
         Path | None,
         typer.Option("--declarations", help="runs and holdings (a usage document)"),
+    ] = None,
+    manufacturer_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--manufacturer-root",
+            help="a manufacturer root CA (PEM) the auditor trusts: every logged endorsement "
+            "chain is verified again (repeatable; none: chains are not checked)",
+        ),
     ] = None,
     key: Annotated[Path | None, typer.Option("--key", help="the auditor's signing key")] = None,
     name: Annotated[str, typer.Option("--name", help="the auditor's name")] = "auditor",
@@ -114,6 +123,10 @@ def run_command(
         else read_input(governance_root, what="root metadata", max_bytes=_MAX_FILE),
         policy=None if policy is None else _policy(policy),
         declarations=None if declarations is None else _declarations(declarations),
+        manufacturer_roots=tuple(
+            read_input(path, what="manufacturer root", max_bytes=_MAX_PEM)
+            for path in manufacturer_root or []
+        ),
     )
     if publish and (key is None or registry is None):
         raise InputError("audit.publish_invalid", "--publish needs --key and --registry")

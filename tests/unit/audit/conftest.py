@@ -38,8 +38,8 @@ def registry_url(request: pytest.FixtureRequest) -> str:
 class World:
     """A registry serving over HTTP, its devices, its witness, and an auditor with a state."""
 
-    def __init__(self, url: str, state_dir: Path) -> None:
-        self.registry: Registry = make_registry(url)
+    def __init__(self, url: str, state_dir: Path, **registry: Any) -> None:
+        self.registry: Registry = make_registry(url, **registry)
         self.server = Server(self.registry)
         self.token = self.registry.add_credential("auditor-1", "auditor")
         self.devices: dict[str, Device] = {}

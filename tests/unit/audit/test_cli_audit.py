@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from brakepedal.cli import build_app
 from brakepedal.crypto.keys import generate_ed25519, private_key_to_pem
 from brakepedal.model.types import format_utc
+from brakepedal.wire.endorsement import Manufacturer
 from tests.unit.audit.conftest import World, quiet
 from tests.unit.registry.conftest import LOG_SIGNER, ORIGIN, WITNESS
 
@@ -168,3 +169,32 @@ def test_a_witness_threshold_above_the_witnesses_given_is_refused(
     )
     assert code == 2
     assert "audit.witness_threshold_invalid" in output
+
+
+def test_audit_run_verifies_chains_under_the_roots_it_is_given(
+    world: World, tmp_path: Path
+) -> None:
+    """A software key is a medium finding (exit 0); the root file is read and used."""
+    world.enrol("gpu-0", "lab-a")
+    world.report_all(rounds=1)
+    ca = Manufacturer.generate("Trusted Co", now=datetime.now(UTC) - timedelta(days=1))
+    root = tmp_path / "root.pem"
+    root.write_bytes(ca.root_pem)
+    at = format_utc(quiet(world).replace(microsecond=0))
+    code, output = _audit(
+        world,
+        tmp_path,
+        "--registry",
+        world.server.url,
+        "--at",
+        at,
+        "--manufacturer-root",
+        str(root),
+    )
+    assert code == 0, output
+    assert "device.unendorsed" in output
+    code, output = _audit(
+        world, tmp_path, "--registry", world.server.url, "--manufacturer-root", str(tmp_path / "no")
+    )
+    assert code != 0
+    assert "manufacturer root" in output
