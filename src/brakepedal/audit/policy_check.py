@@ -132,7 +132,7 @@ def policy_findings(
                 {"detail": e.message[:300]},
             )
         ]
-    drafts = _compute_declared(declarations, ledger, where)
+    drafts = _compute_declared(declarations, ledger, where, policy=f"{policy.id} v{policy.version}")
     for violation in evaluation.violations:
         kind = _SUBJECTS.get(violation.subject_kind)
         cited = ledger.windows(kind, violation.subject_id) if kind is not None else ledger.windows()
@@ -172,10 +172,16 @@ def policy_findings(
 
 
 def _compute_declared(
-    declarations: UsageDocument | None, ledger: Ledger, where: dict[tuple[str, int], int]
+    declarations: UsageDocument | None,
+    ledger: Ledger,
+    where: dict[tuple[str, int], int],
+    *,
+    policy: str,
 ) -> list[Draft]:
     """``declared.compute_exceeded``: runs whose attested compute passes what they declared
-    by more than a tenth (see :mod:`brakepedal.audit.declarations`)."""
+    by more than a tenth (see :mod:`brakepedal.audit.declarations`), under the bound rule of
+    ``policy`` (named in the finding: with several policies, the first by id that finds it
+    gives the one finding per run)."""
     drafts: list[Draft] = []
     for run in declarations.runs if declarations is not None else ():
         if run.declared_flop is None or str(run.run) not in ledger.subjects(Subject.RUN):
@@ -193,10 +199,14 @@ def _compute_declared(
                 "a run's attested compute stays within what it declared (plus 10 %)",
                 Severity.MEDIUM,
                 f"run:{run.run}",
-                f"run {run.run} attested {attested:.3e} FLOP, declared "
-                f"{run.declared_flop.value:.3e}",
+                f"run {run.run} attested {attested:.3e} FLOP (under policy {policy}'s bound "
+                f"rule), declared {run.declared_flop.value:.3e}",
                 {"run": str(run.run)},
-                {"attested_flop": str(attested), "declared_flop": str(run.declared_flop.value)},
+                {
+                    "attested_flop": str(attested),
+                    "declared_flop": str(run.declared_flop.value),
+                    "policy": policy,
+                },
                 tuple((index, "a report counted") for index in indices[:3]),
             )
         )

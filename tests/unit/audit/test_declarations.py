@@ -197,3 +197,9 @@ def test_compute_beyond_the_declared_is_found(
     declarations = UsageDocument((EntityId("lab-a"),), (), (run,), ())
     result = world.audit(at=quiet(world), declarations=declarations, policy=load_preset("pause"))
     assert ("declared.compute_exceeded" in detectors(result)) is found
+    if found:
+        (finding,) = [f for f in result.findings if f.detector == "declared.compute_exceeded"]
+        pause = load_preset("pause")
+        # The finding names the policy whose bound rule gave the attested compute.
+        assert finding.figures["policy"] == f"{pause.id} v{pause.version}"
+        assert f"under policy {pause.id} v{pause.version}'s bound rule" in finding.summary
