@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import collections
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +38,7 @@ from brakepedal.crypto.canonical import parse_json_object
 from brakepedal.errors import BrakepedalError, InfrastructureError, InputError, TrustError
 from brakepedal.model.limits import Limits
 from brakepedal.model.types import parse_utc_timestamp
-from brakepedal.registry.ingest import ACCEPTED, DUPLICATE
+from brakepedal.registry.ingest import ACCEPTED, DUPLICATE, ItemResult
 from brakepedal.registry.service import Registry
 from brakepedal.tlog.tiles import Tile
 
@@ -68,6 +69,18 @@ def _plain_str(value: object) -> str:
 
 
 _ANSWER_ENCODER = msgspec.json.Encoder(enc_hook=_plain_str)
+
+
+def _ingest_answer(results: list[ItemResult], tree_size: int) -> bytes:
+    """The ingest answer's JSON: straight from the result structs, or, when a rejected item's
+    device text holds what UTF-8 cannot (a lone surrogate peeked from a payload that did not
+    parse), through the standard library, which escapes it; the batch is stored by now, and
+    its answer must not fail."""
+    try:
+        return _ANSWER_ENCODER.encode({"results": results, "tree_size": tree_size})
+    except UnicodeEncodeError:
+        answer = {"results": [r.to_json() for r in results], "tree_size": tree_size}
+        return json.dumps(answer, separators=(",", ":")).encode()
 
 
 class Problem(BaseModel):
@@ -348,10 +361,7 @@ def create_app(registry: Registry, *, inline_ingest: bool = False) -> FastAPI:  
         # Encoded straight from the result structs, not validated item by item against
         # IngestResponse (which documents it): the results are ours, and a batch holds up to
         # a thousand of them.
-        return Response(
-            _ANSWER_ENCODER.encode({"results": results, "tree_size": size}),
-            media_type="application/json",
-        )
+        return Response(_ingest_answer(results, size), media_type="application/json")
 
     @app.get("/v1/reports/{device}/{sequence}", responses={404: {"model": Problem}})
     async def report(

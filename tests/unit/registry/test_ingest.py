@@ -377,6 +377,27 @@ def test_evidence_keeps_what_the_database_cannot_store_raw(
     assert _stored(registry) == (count, evidence + 1, size)
 
 
+def test_a_rejected_item_whose_device_text_utf8_cannot_hold_is_answered(
+    registry: Registry, server: Server
+) -> None:
+    """A lone surrogate peeked from a payload that does not parse goes back escaped, beside
+    the good report stored in the same batch (the answer once failed after the commit)."""
+    (gpu,) = _enrolled(server, "gpu-0")
+    good = gpu.report()
+    envelope = json.loads(gpu.report(advance=False))
+    payload = base64.b64decode(envelope["payload"]).replace(b'"gpu-0"', b'"\\ud800x"', 1)
+    assert b"\\ud800x" in payload
+    envelope["payload"] = base64.b64encode(payload).decode()
+    odd = json.dumps(envelope).encode()
+    answer = server.client.post("/v1/reports", content=batch(good, odd))
+    assert answer.status_code == 200, answer.text
+    first, second = answer.json()["results"]
+    assert (first["status"], first["log_index"]) == ("accepted", 1)
+    assert (second["status"], second["device"]) == ("rejected", "\ud800x")
+    assert set(second) == {"index", "status", "device", "sequence", "log_index", "reason", "detail"}
+    assert second["log_index"] is None
+
+
 def test_a_body_declared_too_large_is_refused_before_it_is_read(server: Server) -> None:
     response = server.client.post("/v1/reports", content=b"{}", headers={"Content-Length": "2"})
     assert response.status_code == 400
