@@ -15,8 +15,11 @@ at the time the enrolment states, and finds:
   so one machine could report as many.
 
 Without roots the chains are not checked, and the report says so. A device read by an auditor
-before state version 3 has no chain kept (:class:`~brakepedal.audit.state.DeviceRow`) and is
-counted as unchecked.
+before state version 3 has no chain kept (:class:`~brakepedal.audit.state.DeviceRow`): it is
+counted as unchecked, unless it enrolled without a chain (a software key needs none). Roots
+that are not one PEM certificate each are the auditor's configuration error, raised before any
+device is judged. The chain is verified at the enrolment's stated time (see ``docs/audit.md``
+for what that leaves open).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from brakepedal.audit.state import DeviceRow
 from brakepedal.crypto.keys import public_key_from_json
 from brakepedal.errors import BrakepedalError
 from brakepedal.model.types import from_epoch_micros
-from brakepedal.wire.endorsement import verify_endorsement
+from brakepedal.wire.endorsement import check_roots, verify_endorsement
 
 __all__ = ["EndorsementCheck", "endorsement_findings"]
 
@@ -61,15 +64,21 @@ class EndorsementCheck:
 def endorsement_findings(
     devices: Mapping[str, DeviceRow], roots: Sequence[bytes]
 ) -> EndorsementCheck:
-    """Verify every device's logged chain under ``roots``: the drafts and the counts."""
+    """Verify every device's logged chain under ``roots``: the drafts and the counts.
+
+    Raises:
+        InputError: a root that is not one PEM certificate (:func:`check_roots`): the
+            auditor's configuration, not any device, is at fault.
+    """
+    check_roots(roots)
     drafts: list[Draft] = []
     software: dict[str, list[DeviceRow]] = {}
     endorsed = unchecked = invalid = 0
     for row in sorted(devices.values(), key=lambda r: r.log_index):
-        if row.chain is None:
-            unchecked += 1
+        if row.chain is None and row.trust != "software":
+            unchecked += 1  # read before chains were kept (a software key needs none)
             continue
-        chain = [pem.encode("ascii", "replace") for pem in json.loads(row.chain)]
+        chain = [pem.encode("ascii", "replace") for pem in json.loads(row.chain or "[]")]
         if not chain:
             software.setdefault(row.operator, []).append(row)
             continue
@@ -125,6 +134,10 @@ def _problem(row: DeviceRow, chain: list[bytes], roots: Sequence[bytes]) -> tupl
         )
     except BrakepedalError as e:
         return e.reason, e.message
+    except Exception as e:  # one logged chain must not stop every later run
+        # The verifier names every defect it knows; anything else escaping it (a parser
+        # change in a cryptography release) is still this chain's finding, with its type.
+        return "enrolment.verifier_error", f"the verifier failed: {type(e).__name__}"
     if endorsement.accelerator != row.accelerator:
         return (
             "enrolment.accelerator_mismatch",

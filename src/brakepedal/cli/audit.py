@@ -31,7 +31,7 @@ from brakepedal.audit.findings import Severity
 from brakepedal.cli.files import read_input, vkey_text
 from brakepedal.cli.keys import load_signer
 from brakepedal.cli.output import EXIT_VIOLATION, reports_errors
-from brakepedal.errors import InputError
+from brakepedal.errors import BrakepedalError, InputError
 
 if TYPE_CHECKING:
     from brakepedal.accounting.document import UsageDocument
@@ -123,10 +123,7 @@ def run_command(
         else read_input(governance_root, what="root metadata", max_bytes=_MAX_FILE),
         policy=None if policy is None else _policy(policy),
         declarations=None if declarations is None else _declarations(declarations),
-        manufacturer_roots=tuple(
-            read_input(path, what="manufacturer root", max_bytes=_MAX_PEM)
-            for path in manufacturer_root or []
-        ),
+        manufacturer_roots=_roots(manufacturer_root or []),
     )
     if publish and (key is None or registry is None):
         raise InputError("audit.publish_invalid", "--publish needs --key and --registry")
@@ -320,6 +317,28 @@ def _policy(source: str) -> Policy:
     from brakepedal.cli.policy import load_policy  # noqa: PLC0415
 
     return load_policy(source)
+
+
+def _roots(paths: list[Path]) -> tuple[bytes, ...]:
+    """Every root certificate in the PEM files (a file may be a bundle), each checked.
+
+    Raises:
+        InputError: ``audit.roots_invalid``, naming the file and what is wrong with it.
+    """
+    from brakepedal.wire.endorsement import check_roots, split_pem_certificates  # noqa: PLC0415
+
+    roots: list[bytes] = []
+    for path in paths:
+        data = read_input(path, what="manufacturer root", max_bytes=_MAX_PEM)
+        try:
+            found = split_pem_certificates(data)
+            check_roots(found)
+        except BrakepedalError as e:
+            raise InputError(
+                "audit.roots_invalid", f"--manufacturer-root {path}: {e.message} ({e.reason})"
+            ) from e
+        roots += found
+    return tuple(roots)
 
 
 def _declarations(path: Path) -> UsageDocument:

@@ -88,6 +88,7 @@ __all__ = [
     "Endorsement",
     "Manufacturer",
     "NvidiaIdentity",
+    "check_roots",
     "split_pem_certificates",
     "verify_endorsement",
     "verify_nvidia_chain",
@@ -261,6 +262,13 @@ def _load_chain(chain: Sequence[bytes]) -> list[_Certificate]:
     return [
         _load(pem, f"certificate {i}{' (leaf)' if i == 0 else ''}") for i, pem in enumerate(chain)
     ]
+
+
+def check_roots(roots: Sequence[bytes]) -> None:
+    """Refuse trusted roots that are not one PEM certificate each (``enrolment.roots_empty``,
+    ``certificate_invalid``, ``algorithm_unsupported``...), naming the root: a configuration
+    error, to raise before any chain is judged against them."""
+    _load_roots(roots)
 
 
 def _load_roots(roots: Sequence[bytes]) -> list[_Certificate]:

@@ -177,24 +177,24 @@ def test_audit_run_verifies_chains_under_the_roots_it_is_given(
     """A software key is a medium finding (exit 0); the root file is read and used."""
     world.enrol("gpu-0", "lab-a")
     world.report_all(rounds=1)
-    ca = Manufacturer.generate("Trusted Co", now=datetime.now(UTC) - timedelta(days=1))
-    root = tmp_path / "root.pem"
-    root.write_bytes(ca.root_pem)
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    ca, other = (Manufacturer.generate(name, now=yesterday) for name in ("Co A", "Co B"))
+    root = tmp_path / "roots.pem"  # a bundle of two roots
+    root.write_bytes(ca.root_pem + b"\n" + other.root_pem)
     at = format_utc(quiet(world).replace(microsecond=0))
+    url = world.server.url
     code, output = _audit(
-        world,
-        tmp_path,
-        "--registry",
-        world.server.url,
-        "--at",
-        at,
-        "--manufacturer-root",
-        str(root),
+        world, tmp_path, "--registry", url, "--at", at, "--manufacturer-root", str(root)
     )
     assert code == 0, output
     assert "device.unendorsed" in output
-    code, output = _audit(
-        world, tmp_path, "--registry", world.server.url, "--manufacturer-root", str(tmp_path / "no")
-    )
+    missing = str(tmp_path / "no")
+    code, output = _audit(world, tmp_path, "--registry", url, "--manufacturer-root", missing)
     assert code != 0
     assert "manufacturer root" in output
+    junk = tmp_path / "junk.pem"
+    junk.write_bytes(ca.root_pem + b"\nnot a certificate\n")
+    code, output = _audit(world, tmp_path, "--registry", url, "--manufacturer-root", str(junk))
+    assert code != 0
+    assert "audit.roots_invalid" in output
+    assert "junk.pem" in output

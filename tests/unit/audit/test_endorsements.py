@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from brakepedal.audit import endorsements
 from brakepedal.audit.auditor import AuditResult
 from brakepedal.audit.findings import Finding, Severity
 from brakepedal.audit.report import render_report
 from brakepedal.audit.state import SCHEMA_VERSION, AuditState
+from brakepedal.errors import InputError
 from brakepedal.wire.endorsement import Manufacturer
 from tests.unit.audit.conftest import World, quiet
 from tests.unit.registry.conftest import ACCELERATOR, Device
@@ -46,20 +48,21 @@ def _chain(
     )
 
 
-def _fleet(world: World) -> None:
-    """One device endorsed by each CA, two with software keys; every one reports."""
+def _fleet(world: World) -> dict[str, list[bytes]]:
+    """One device endorsed by each CA, two with software keys; every one reports. The chains
+    sent, by device."""
+    chains = {}
     for name, ca in (("gpu-trusted", TRUSTED), ("gpu-other", OTHER)):
         gpu = Device(name)
-        answer = world.server.client.post(
-            "/v1/devices",
-            content=gpu.enrolment(chain=_chain(ca, gpu, serial=f"SN-{name}")),
-        )
+        chains[name] = _chain(ca, gpu, serial=f"SN-{name}")
+        answer = world.server.client.post("/v1/devices", content=gpu.enrolment(chain=chains[name]))
         assert answer.status_code == 200, answer.text
         assert answer.json()["trust_level"] == "manufacturer"
         world.devices[name] = gpu
     world.enrol("gpu-soft-1", operator="lab-b")
     world.enrol("gpu-soft-2", operator="lab-b")
     world.report_all(rounds=2)
+    return chains
 
 
 def _by_detector(result: AuditResult, detector: str) -> list[Finding]:
@@ -71,6 +74,15 @@ def _context(world: World) -> dict[str, object]:
     try:
         context: dict[str, object] = state.last_run()["context"]["endorsements"]
         return context
+    finally:
+        state.close()
+
+
+def _report(world: World) -> str:
+    """The HTML report of the state's last run."""
+    state = AuditState(world.state_dir)
+    try:
+        return render_report(state, world.state_dir / "report").read_text()
     finally:
         state.close()
 
@@ -98,6 +110,34 @@ def test_a_chain_to_a_root_the_auditor_does_not_trust_is_a_finding(world: World)
         "invalid": 1,
         "unchecked": 0,
     }
+    assert "1 verified, 2 software keys, 1 invalid" in _report(world)
+
+
+def test_roots_that_are_not_certificates_stop_the_run_instead_of_blaming_devices(
+    world: World,
+) -> None:
+    _fleet(world)
+    for roots in ((b"not a certificate",), (TRUSTED.root_pem + OTHER.root_pem,)):
+        with pytest.raises(InputError) as raised:
+            world.audit(at=quiet(world), manufacturer_roots=roots)
+        assert raised.value.reason == "enrolment.certificate_invalid"
+        assert "trusted root 0" in raised.value.message
+
+
+def test_a_verifier_that_fails_unexpectedly_is_the_chains_finding(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fleet(world)
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ValueError("a parser change")
+
+    monkeypatch.setattr(endorsements, "verify_endorsement", broken)
+    result = world.audit(at=quiet(world), manufacturer_roots=(TRUSTED.root_pem,))
+    invalid = _by_detector(result, "device.endorsement_invalid")
+    assert {f.subject for f in invalid} == {"device:gpu-trusted", "device:gpu-other"}
+    assert {f.figures["reason"] for f in invalid} == {"enrolment.verifier_error"}
+    assert all("ValueError" in f.summary for f in invalid)
 
 
 def test_chains_to_trusted_roots_raise_nothing(world: World) -> None:
@@ -114,12 +154,7 @@ def test_without_roots_chains_are_not_checked_and_the_report_says_so(world: Worl
         f.detector for f in result.findings
     }
     assert _context(world) == {"checked": False}
-    state = AuditState(world.state_dir)
-    try:
-        page = render_report(state, world.state_dir / "report")
-    finally:
-        state.close()
-    assert "not checked (the auditor was given no manufacturer roots)" in page.read_text()
+    assert "not checked (the auditor was given no manufacturer roots)" in _report(world)
 
 
 def test_chains_are_verified_at_the_enrolment_not_at_the_audit(world: World) -> None:
@@ -191,17 +226,19 @@ def test_a_state_without_chains_is_migrated_and_counts_its_devices_unchecked(
     assert [f.subject for f in _by_detector(result, "device.endorsement_invalid")] == [
         "device:gpu-late"
     ]
+    # Enrolled without a chain, the software keys need none to be known as such.
+    assert [f.subject for f in _by_detector(result, "device.unendorsed")] == ["entity:lab-b"]
     assert _context(world) == {
         "checked": True,
         "endorsed": 0,
-        "software": 0,
+        "software": 2,
         "invalid": 1,
-        "unchecked": 4,
+        "unchecked": 2,
     }
 
 
 def test_the_chain_is_kept_as_logged(world: World) -> None:
-    _fleet(world)
+    chains = _fleet(world)
     world.audit(at=quiet(world))
     state = AuditState(world.state_dir)
     try:
@@ -209,6 +246,6 @@ def test_the_chain_is_kept_as_logged(world: World) -> None:
     finally:
         state.close()
     assert json.loads(devices["gpu-soft-1"].chain or "null") == []
-    (leaf, intermediate) = json.loads(devices["gpu-trusted"].chain or "null")
-    assert leaf.startswith("-----BEGIN CERTIFICATE-----")
-    assert intermediate.encode() == TRUSTED.intermediate_pem
+    kept = [pem.encode() for pem in json.loads(devices["gpu-trusted"].chain or "null")]
+    assert kept == chains["gpu-trusted"]
+    assert kept[1] == TRUSTED.intermediate_pem
