@@ -428,12 +428,28 @@ def _timestamp(
 
 
 def refresh_timestamp(
-    repository: Repository, *, operator: Signer, at: datetime, ttl: timedelta = timedelta(days=1)
+    repository: Repository,
+    *,
+    operator: Signer,
+    at: datetime,
+    ttl: timedelta = timedelta(days=1),
+    snapshot_ttl: timedelta = timedelta(days=30),
 ) -> dict[str, bytes]:
-    """A new timestamp over the current snapshot: the operator's freshness heartbeat."""
-    if latest_version(repository, "snapshot") == 0:
+    """The operator's freshness heartbeat: a new timestamp over the current snapshot.
+
+    When the snapshot has less than half of ``snapshot_ttl`` left at ``at``, a new snapshot
+    of the same roles' versions (the next version, expiring ``snapshot_ttl`` after ``at``)
+    comes first, and the timestamp names it: without it, weeks without a proposal would
+    leave every view with an expired snapshot (``governance.expired``) however often the
+    timestamp was refreshed. The parties' own metadata expires on their schedule, not here.
+    """
+    snapshot = _latest(repository, "snapshot")
+    if snapshot is None:
         raise InputError("governance.repository_empty", "nothing to timestamp yet")
-    return _timestamp(repository, operator, at, ttl)
+    moment = utc_datetime(at)
+    if snapshot.signed.expires - moment < snapshot_ttl / 2:
+        return _new_snapshot(repository, operator, moment, ttl, snapshot_ttl)
+    return _timestamp(repository, operator, moment, ttl)
 
 
 def signer_names(agreement: Agreement, signatures: Mapping[str, Any]) -> tuple[SignatoryId, ...]:

@@ -375,13 +375,6 @@ class Engine:
         s = self.scenario
         parties = [f"party-{i}" for i in (1, 2, 4, 6)][:ORDER_QUORUM]
         changed = False
-        expires = self.signatories.snapshot_expires()
-        if expires is not None and at + RESIGN_BEFORE >= expires:
-            # Nothing published for weeks: the signatories re-sign, or every verifier would
-            # find the repository expired at the next audit (a false finding).
-            self.clock.moment = at
-            self._publish_proposal(self.signatories.resigned_targets().to_bytes())
-            changed = True
         for order in s.governance.orders:
             if order.id in self._published or s.at(order.at_hour) > at:
                 continue
@@ -965,10 +958,6 @@ def check_http(scenario: Scenario) -> None:
             remediation="Run it without --http.",
         )
 
-
-#: How long before the newest governance snapshot expires the signatories re-sign (a window
-#: is at most a day, and the audit that ends it must find the snapshot valid).
-RESIGN_BEFORE = timedelta(days=2)
 
 #: Governance metadata outlives the scenario by this much (and is good for a year at least).
 GOVERNANCE_MARGIN = timedelta(days=30)

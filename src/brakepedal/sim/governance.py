@@ -13,13 +13,11 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import uvicorn
-from tuf.api.metadata import Metadata, Snapshot
 
 from brakepedal.crypto.keys import CryptoSigner, generate_ed25519
 from brakepedal.governance.agreement import Agreement, Party, build_root, build_targets
 from brakepedal.governance.repository import (
     Proposal,
-    latest_version,
     propose_document,
     propose_metadata,
     propose_role,
@@ -142,23 +140,6 @@ class Signatories:
             self.sign(propose_role("orders-1", "orders", expires=expires), six[:ORDER_QUORUM]),
             self.sign(propose_role("permits-1", "permits", expires=expires), authority),
         ]
-
-    def resigned_targets(self) -> Proposal:
-        """The top-level targets, unchanged, re-signed by the quorum at their next version:
-        the ceremony that keeps a quiet repository fresh (publishing it writes a new snapshot,
-        whose validity is limited, as TUF's is)."""
-        version = latest_version(self.files, "targets") + 1
-        six = [f"party-{i}" for i in range(1, 7)]
-        metadata = build_targets(self.agreement, version=version)
-        return self.sign(propose_metadata(f"targets-{version}", metadata), six)
-
-    def snapshot_expires(self) -> datetime | None:
-        """When the newest published snapshot expires (None before the first)."""
-        version = latest_version(self.files, "snapshot")
-        if version == 0:
-            return None
-        metadata = Metadata[Snapshot].from_bytes(self.files[f"metadata/{version}.snapshot.json"])
-        return metadata.signed.expires
 
     def document(self, name: str, path: str, data: bytes, signers: list[str]) -> Proposal:
         """A governance document (order, permit, lift) signed by ``signers``."""

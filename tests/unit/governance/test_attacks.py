@@ -480,3 +480,13 @@ def test_a_proof_for_other_text_does_not_log_a_document(world: World) -> None:
     error = refused(lambda: world.view(T0 + DAY, heartbeat=False, evidence=forged))
     assert error.reason == "governance.not_in_log"
     assert "another entry" in error.message
+
+
+def test_the_heartbeat_keeps_a_quiet_repository_fresh(world: World) -> None:
+    """Weeks without a proposal: the operator's daily heartbeat re-signs the snapshot before
+    it expires (the parties' own metadata lasts a year), so the view stays valid."""
+    published(world)
+    for day in range(1, 61):
+        world.heartbeat(T0 + day * DAY)
+    view = world.view(T0 + 60 * DAY, heartbeat=False)
+    assert [o.order_id for o in view.orders_in_force(T0 + 60 * DAY)] == ["pause-1"]

@@ -338,3 +338,26 @@ def test_evidence_stays_witnessed_while_the_log_grows(site: Site) -> None:
     signed = open_checkpoint(evidence.checkpoint, LOG_SIGNER.verifier(), origin=ORIGIN)
     assert signed.checkpoint.size == witnessed
     assert world.view(T0 + HOUR, heartbeat=False).versions["timestamp"] >= 1
+
+
+def test_the_heartbeat_re_signs_the_snapshot_of_a_quiet_repository(site: Site) -> None:
+    """Weeks without a proposal: the registry's heartbeat re-signs the snapshot before it
+    expires, logs it like every governance file, and views stay valid."""
+    world = site.world
+    world.bootstrap()
+    order = pause_order("pause-1", T0, T0 + 90 * DAY)
+    world.publish(world.sign(world.propose("pause-1", order), *ORDER_QUORUM))
+
+    def snapshots() -> list[str]:
+        return sorted(n for n in site.files() if n.endswith(".snapshot.json"))
+
+    before = snapshots()
+    for day in range(1, 41):
+        world.heartbeat(T0 + day * DAY)
+    after = snapshots()
+    # Re-signed once less than half of its 30 days was left: on days 16 and 32.
+    assert len(after) == len(before) + 2
+    view = world.view(T0 + 40 * DAY)
+    assert [o.order_id for o in view.orders_in_force(T0 + 40 * DAY)] == ["pause-1"]
+    evidence = site.evidence()
+    assert set(after) <= set(evidence.proofs)
