@@ -76,6 +76,7 @@ from brakepedal.tlog.merkle import (
 )
 from brakepedal.tlog.note import NoteVerifier
 from brakepedal.tlog.proof import ConsistencyProof, parse_proof
+from brakepedal.wire.endorsement import check_roots
 from brakepedal.wire.enrolment import ENROLMENT_PAYLOAD_TYPE, parse_enrolment
 from brakepedal.wire.findings import FINDINGS_PAYLOAD_TYPE
 from brakepedal.wire.minute import parse_minute
@@ -186,6 +187,8 @@ class Auditor:
     ) -> AuditResult:
         moment = (at or datetime.now(UTC)).astimezone(UTC)
         self.state.check_origin(self.config.origin)
+        if self.config.manufacturer_roots:
+            check_roots(self.config.manufacturer_roots)  # the configuration, before any work
         run = _Run()
         standing = [_draft_of(d) for d in self.state.standing()]
         run.drafts += standing

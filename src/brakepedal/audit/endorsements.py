@@ -13,6 +13,9 @@ at the time the enrolment states, and finds:
 * ``device.unendorsed`` (medium), one per operator: devices enrolled with a software key alone,
   which the design allows as the weakest trust level. Nothing binds their reports to hardware,
   so one machine could report as many.
+* ``audit.endorsement_check_failed`` (low), once: the verifier failed in a way it does not name
+  (a fault of the auditor's code or libraries, not evidence against a device); those chains
+  count as unchecked, and the run goes on.
 
 Without roots the chains are not checked, and the report says so. A device read by an auditor
 before state version 3 has no chain kept (:class:`~brakepedal.audit.state.DeviceRow`): it is
@@ -73,6 +76,7 @@ def endorsement_findings(
     check_roots(roots)
     drafts: list[Draft] = []
     software: dict[str, list[DeviceRow]] = {}
+    failed: list[tuple[DeviceRow, str]] = []
     endorsed = unchecked = invalid = 0
     for row in sorted(devices.values(), key=lambda r: r.log_index):
         if row.chain is None and row.trust != "software":
@@ -82,7 +86,14 @@ def endorsement_findings(
         if not chain:
             software.setdefault(row.operator, []).append(row)
             continue
-        problem = _problem(row, chain, roots)
+        try:
+            problem = _problem(row, chain, roots)
+        except Exception as e:  # one logged chain must not stop every later run
+            # The verifier names every defect it knows as a BrakepedalError; anything else is
+            # a fault of the auditor's own code or libraries (a parser change in a release),
+            # not evidence against the device: unchecked, and said so once.
+            failed.append((row, type(e).__name__))
+            continue
         if problem is None:
             endorsed += 1
             continue
@@ -114,12 +125,27 @@ def endorsement_findings(
                 tuple((r.log_index, "an enrolment without a chain") for r in rows[:_CITED]),
             )
         )
+    if failed:
+        drafts.append(
+            Draft(
+                "audit.endorsement_check_failed",
+                "the auditor verifies every logged endorsement chain",
+                Severity.LOW,
+                "auditor",
+                f"the auditor's chain verifier failed on {len(failed)} enrolment(s) "
+                f"({', '.join(sorted({error for _, error in failed}))}): their endorsements "
+                "are unchecked",
+                {"check": "endorsements"},
+                {"enrolments": len(failed), "first": [r.device for r, _ in failed[:_CITED]]},
+                tuple((r.log_index, "an enrolment not checked") for r, _ in failed[:_CITED]),
+            )
+        )
     return EndorsementCheck(
         drafts,
         endorsed=endorsed,
         software=sum(len(rows) for rows in software.values()),
         invalid=invalid,
-        unchecked=unchecked,
+        unchecked=unchecked + len(failed),
     )
 
 
@@ -134,10 +160,6 @@ def _problem(row: DeviceRow, chain: list[bytes], roots: Sequence[bytes]) -> tupl
         )
     except BrakepedalError as e:
         return e.reason, e.message
-    except Exception as e:  # one logged chain must not stop every later run
-        # The verifier names every defect it knows; anything else escaping it (a parser
-        # change in a cryptography release) is still this chain's finding, with its type.
-        return "enrolment.verifier_error", f"the verifier failed: {type(e).__name__}"
     if endorsement.accelerator != row.accelerator:
         return (
             "enrolment.accelerator_mismatch",

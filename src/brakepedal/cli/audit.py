@@ -28,10 +28,10 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from brakepedal.audit.findings import Severity
-from brakepedal.cli.files import read_input, vkey_text
+from brakepedal.cli.files import read_input, read_roots, vkey_text
 from brakepedal.cli.keys import load_signer
 from brakepedal.cli.output import EXIT_VIOLATION, reports_errors
-from brakepedal.errors import BrakepedalError, InputError
+from brakepedal.errors import InputError
 
 if TYPE_CHECKING:
     from brakepedal.accounting.document import UsageDocument
@@ -48,7 +48,6 @@ app = typer.Typer(
 )
 
 _MAX_FILE = 16 * 1024 * 1024
-_MAX_PEM = 64_000
 _STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 Registry = Annotated[str | None, typer.Option("--registry", help="registry base URL")]
@@ -123,7 +122,7 @@ def run_command(
         else read_input(governance_root, what="root metadata", max_bytes=_MAX_FILE),
         policy=None if policy is None else _policy(policy),
         declarations=None if declarations is None else _declarations(declarations),
-        manufacturer_roots=_roots(manufacturer_root or []),
+        manufacturer_roots=read_roots(manufacturer_root or []),
     )
     if publish and (key is None or registry is None):
         raise InputError("audit.publish_invalid", "--publish needs --key and --registry")
@@ -317,28 +316,6 @@ def _policy(source: str) -> Policy:
     from brakepedal.cli.policy import load_policy  # noqa: PLC0415
 
     return load_policy(source)
-
-
-def _roots(paths: list[Path]) -> tuple[bytes, ...]:
-    """Every root certificate in the PEM files (a file may be a bundle), each checked.
-
-    Raises:
-        InputError: ``audit.roots_invalid``, naming the file and what is wrong with it.
-    """
-    from brakepedal.wire.endorsement import check_roots, split_pem_certificates  # noqa: PLC0415
-
-    roots: list[bytes] = []
-    for path in paths:
-        data = read_input(path, what="manufacturer root", max_bytes=_MAX_PEM)
-        try:
-            found = split_pem_certificates(data)
-            check_roots(found)
-        except BrakepedalError as e:
-            raise InputError(
-                "audit.roots_invalid", f"--manufacturer-root {path}: {e.message} ({e.reason})"
-            ) from e
-        roots += found
-    return tuple(roots)
 
 
 def _declarations(path: Path) -> UsageDocument:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
-from brakepedal.errors import InputError, StorageError
+from brakepedal.errors import BrakepedalError, InputError, StorageError
 
-__all__ = ["read_input", "vkey_text", "write_new_file"]
+__all__ = ["read_input", "read_roots", "vkey_text", "write_new_file"]
 
 _CHUNK = 1 << 20
 
@@ -31,6 +31,34 @@ def read_input(path: Path, *, what: str, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise InputError("file.too_large", f"{what} {str(path)!r} is larger than {max_bytes} bytes")
     return data
+
+
+#: A root file: a PEM bundle of a few certificates.
+_MAX_ROOTS_FILE = 64_000
+
+
+def read_roots(paths: list[Path], *, option: str = "--manufacturer-root") -> tuple[bytes, ...]:
+    """Every root certificate in the PEM files ``paths`` (a file may be a bundle), each
+    checked as a trusted root before anything is judged against it.
+
+    Raises:
+        InputError: ``file.*``, or ``roots.invalid`` naming the option, the file and what is
+            wrong with it.
+    """
+    from brakepedal.wire.endorsement import check_roots, split_pem_certificates  # noqa: PLC0415
+
+    roots: list[bytes] = []
+    for path in paths:
+        data = read_input(path, what="root certificate", max_bytes=_MAX_ROOTS_FILE)
+        try:
+            found = split_pem_certificates(data)
+            check_roots(found)
+        except BrakepedalError as e:
+            raise InputError(
+                "roots.invalid", f"{option} {str(path)!r}: {e.message} ({e.reason})"
+            ) from e
+        roots += found
+    return tuple(roots)
 
 
 def _read_bounded(handle: BinaryIO, max_bytes: int) -> bytes:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from brakepedal.cli.files import read_input, vkey_text
+from brakepedal.cli.files import read_roots, vkey_text
 from brakepedal.cli.keys import load_signer
 from brakepedal.cli.output import reports_errors
 from brakepedal.errors import InputError
@@ -41,7 +41,6 @@ LogKeyOption = Annotated[
     Path,
     typer.Option("--log-key", envvar="BRAKEPEDAL_LOG_KEY", help="The log's private key file."),
 ]
-_MAX_PEM = 64_000
 
 
 def open_registry(
@@ -67,10 +66,7 @@ def open_registry(
             url=database_url(db),
             origin=origin,
             log_signer=NoteSigner(origin, load_signer(log_key)),
-            manufacturer_roots=[
-                read_input(path, what="manufacturer root", max_bytes=_MAX_PEM)
-                for path in roots or []
-            ],
+            manufacturer_roots=list(read_roots(roots or [])),
             witnesses=[CosignatureVerifier.from_vkey(vkey_text(w)) for w in witnesses or []],
             allow_software_keys=allow_software_keys,
             governance_operator=None if governance_key is None else load_signer(governance_key),

@@ -383,6 +383,7 @@ def publish(
         TrustError: ``governance.quorum_not_met``.
         InputError: ``governance.proposal_stale`` for a proposal built on an older version.
     """
+    at = utc_datetime(at)
     _check_publishable(repository, proposal)
     version = proposal.metadata.signed.version
     files = {f"metadata/{version}.{proposal.role}.json": proposal.metadata.to_bytes()}
@@ -443,13 +444,21 @@ def refresh_timestamp(
     leave every view with an expired snapshot (``governance.expired``) however often the
     timestamp was refreshed. The parties' own metadata expires on their schedule, not here.
     """
-    snapshot = _latest(repository, "snapshot")
-    if snapshot is None:
+    current = _latest(repository, "snapshot")
+    if current is None:
         raise InputError("governance.repository_empty", "nothing to timestamp yet")
     moment = utc_datetime(at)
-    if snapshot.signed.expires - moment < snapshot_ttl / 2:
-        return _new_snapshot(repository, operator, moment, ttl, snapshot_ttl)
-    return _timestamp(repository, operator, moment, ttl)
+    if current.signed.expires - moment >= snapshot_ttl / 2:
+        return _timestamp(repository, operator, moment, ttl)
+    # The role versions the current snapshot lists, not the files lying in the repository: a
+    # role file written without a publication (a crash between writes) is not published here.
+    version = current.signed.version + 1
+    snapshot = Metadata(
+        Snapshot(version=version, expires=moment + snapshot_ttl, meta=dict(current.signed.meta))
+    )
+    snapshot.sign(operator)
+    files = {f"metadata/{version}.snapshot.json": snapshot.to_bytes()}
+    return files | _timestamp({**repository, **files}, operator, moment, ttl)
 
 
 def signer_names(agreement: Agreement, signatures: Mapping[str, Any]) -> tuple[SignatoryId, ...]:

@@ -152,7 +152,9 @@ class _Placed(NamedTuple):
 
 def _rejection(index: int, error: BrakepedalError, data: bytes) -> _Rejection:
     device, sequence = peek_report(data)
-    return _Rejection(index, error.reason, error.message, data, device, sequence)
+    # Peeked from what did not parse: the text as the evidence keeps it (no NUL, valid UTF-8).
+    text = None if device is None else _text(device)
+    return _Rejection(index, error.reason, error.message, data, text, sequence)
 
 
 #: Devices whose chain heads one query reads (well under every driver's parameter limit).

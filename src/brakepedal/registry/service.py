@@ -66,6 +66,7 @@ from brakepedal.tlog.merkle import NodeId
 from brakepedal.tlog.note import Note, NoteSignature, NoteSigner
 from brakepedal.tlog.proof import InclusionProof
 from brakepedal.tlog.sqlstore import SqlLogStore, normalise_store_url
+from brakepedal.wire.endorsement import check_roots
 from brakepedal.wire.findings import check_findings_envelope
 from brakepedal.wire.minute import parse_minute
 from brakepedal.wire.report import verify_minutes
@@ -118,6 +119,10 @@ class Registry:
     """The registry's operations, independent of HTTP."""
 
     def __init__(self, config: RegistryConfig) -> None:
+        if config.manufacturer_roots:
+            # A root that is not one certificate would refuse every endorsed enrolment, each
+            # device blamed: the configuration is refused here instead.
+            check_roots(config.manufacturer_roots)
         migrate(config.url)
         self.config = config
         self.store = SqlLogStore(config.url, origin=config.origin)

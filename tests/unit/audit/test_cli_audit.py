@@ -191,10 +191,10 @@ def test_audit_run_verifies_chains_under_the_roots_it_is_given(
     missing = str(tmp_path / "no")
     code, output = _audit(world, tmp_path, "--registry", url, "--manufacturer-root", missing)
     assert code != 0
-    assert "manufacturer root" in output
+    assert "file.not_found" in output
     junk = tmp_path / "junk.pem"
     junk.write_bytes(ca.root_pem + b"\nnot a certificate\n")
     code, output = _audit(world, tmp_path, "--registry", url, "--manufacturer-root", str(junk))
     assert code != 0
-    assert "audit.roots_invalid" in output
+    assert "roots.invalid" in output
     assert "junk.pem" in output

@@ -122,11 +122,16 @@ def test_roots_that_are_not_certificates_stop_the_run_instead_of_blaming_devices
             world.audit(at=quiet(world), manufacturer_roots=roots)
         assert raised.value.reason == "enrolment.certificate_invalid"
         assert "trusted root 0" in raised.value.message
+    # Refused before the log was read: the state verified nothing.
+    with closing(AuditState(world.state_dir)) as state:
+        assert state.verified_size() == 0
 
 
-def test_a_verifier_that_fails_unexpectedly_is_the_chains_finding(
+def test_a_verifier_that_fails_unexpectedly_blames_no_device(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A failure the verifier does not name is the auditor's: one low finding, the chains
+    unchecked, the run complete."""
     _fleet(world)
 
     def broken(*_args: object, **_kwargs: object) -> None:
@@ -134,10 +139,18 @@ def test_a_verifier_that_fails_unexpectedly_is_the_chains_finding(
 
     monkeypatch.setattr(endorsements, "verify_endorsement", broken)
     result = world.audit(at=quiet(world), manufacturer_roots=(TRUSTED.root_pem,))
-    invalid = _by_detector(result, "device.endorsement_invalid")
-    assert {f.subject for f in invalid} == {"device:gpu-trusted", "device:gpu-other"}
-    assert {f.figures["reason"] for f in invalid} == {"enrolment.verifier_error"}
-    assert all("ValueError" in f.summary for f in invalid)
+    assert _by_detector(result, "device.endorsement_invalid") == []
+    (failed,) = _by_detector(result, "audit.endorsement_check_failed")
+    assert failed.severity is Severity.LOW
+    assert failed.figures["enrolments"] == 2
+    assert "ValueError" in failed.summary
+    assert _context(world) == {
+        "checked": True,
+        "endorsed": 0,
+        "software": 2,
+        "invalid": 0,
+        "unchecked": 2,
+    }
 
 
 def test_chains_to_trusted_roots_raise_nothing(world: World) -> None:

@@ -6,14 +6,17 @@ import json
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine
 
+from brakepedal.cli.files import read_roots
 from brakepedal.crypto.canonical import canonical_json
 from brakepedal.crypto.keys import generate_ed25519
+from brakepedal.errors import InputError
 from brakepedal.registry.devices import ENROLMENT_PAYLOAD_TYPE
 from brakepedal.registry.schema import metadata
 from brakepedal.registry.service import Registry, migrate
@@ -71,6 +74,29 @@ def test_manufacturer_chain_enrols_and_is_logged(registry_url: str) -> None:
     finally:
         server.stop()
         registry.close()
+
+
+def test_roots_that_are_not_certificates_are_refused_at_start(
+    registry_url: str, tmp_path: Path
+) -> None:
+    """A bad root would refuse every endorsed enrolment, each device blamed: the registry
+    refuses the configuration instead; the CLI reads a bundle file as its roots."""
+    ca = Manufacturer.generate("Simulated Co", now=datetime.now(UTC) - timedelta(days=1))
+    with pytest.raises(InputError) as raised:
+        make_registry(registry_url, manufacturer_roots=[ca.root_pem + ca.root_pem])
+    assert raised.value.reason == "enrolment.certificate_invalid"
+    other = Manufacturer.generate("Other Co", now=datetime.now(UTC) - timedelta(days=1))
+    bundle = tmp_path / "roots.pem"
+    bundle.write_bytes(ca.root_pem + b"\n" + other.root_pem)
+    assert [r.strip() for r in read_roots([bundle])] == [
+        ca.root_pem.strip(),
+        other.root_pem.strip(),
+    ]
+    bundle.write_bytes(ca.root_pem + b"\njunk\n")
+    with pytest.raises(InputError) as raised:
+        read_roots([bundle])
+    assert raised.value.reason == "roots.invalid"
+    assert "roots.pem" in raised.value.message
 
 
 def test_enrolment_is_idempotent_and_keys_are_unique(

@@ -20,6 +20,7 @@ from brakepedal.crypto.dsse import parse_envelope
 from brakepedal.crypto.keys import generate_ed25519
 from brakepedal.model.types import EntityId, JobId, PermitId, epoch_micros
 from brakepedal.registry import ingest as registry_ingest
+from brakepedal.registry.app import _ingest_answer
 from brakepedal.registry.schema import rejections, reports
 from brakepedal.registry.service import Registry
 from brakepedal.tlog.checkpoint import open_checkpoint
@@ -380,8 +381,9 @@ def test_evidence_keeps_what_the_database_cannot_store_raw(
 def test_a_rejected_item_whose_device_text_utf8_cannot_hold_is_answered(
     registry: Registry, server: Server
 ) -> None:
-    """A lone surrogate peeked from a payload that does not parse goes back escaped, beside
-    the good report stored in the same batch (the answer once failed after the commit)."""
+    """A lone surrogate peeked from a payload that does not parse goes back as the evidence
+    keeps it, beside the good report stored in the same batch (the answer once failed after
+    the commit)."""
     (gpu,) = _enrolled(server, "gpu-0")
     good = gpu.report()
     envelope = json.loads(gpu.report(advance=False))
@@ -393,9 +395,20 @@ def test_a_rejected_item_whose_device_text_utf8_cannot_hold_is_answered(
     assert answer.status_code == 200, answer.text
     first, second = answer.json()["results"]
     assert (first["status"], first["log_index"]) == ("accepted", 1)
-    assert (second["status"], second["device"]) == ("rejected", "\ud800x")
+    assert (second["status"], second["device"]) == ("rejected", "\\ud800x")
     assert set(second) == {"index", "status", "device", "sequence", "log_index", "reason", "detail"}
     assert second["log_index"] is None
+    with registry.engine.connect() as conn:
+        kept = conn.execute(select(rejections.c.device)).scalars().all()
+    assert kept == ["\\ud800x"]
+
+
+def test_an_answer_with_text_utf8_cannot_hold_is_still_json() -> None:
+    """Defence in depth: whatever a rejection's text holds, the answer encodes (the standard
+    library escapes what msgspec refuses)."""
+    odd = registry_ingest.ItemResult(0, "rejected", "gpu-0", 1, reason="x", detail="\ud800")
+    answer = json.loads(_ingest_answer([odd], 7))
+    assert answer == {"results": [odd.to_json()], "tree_size": 7}
 
 
 def test_a_body_declared_too_large_is_refused_before_it_is_read(server: Server) -> None:

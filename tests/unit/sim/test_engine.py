@@ -275,8 +275,8 @@ def test_governance_is_valid_past_a_year_for_a_long_world() -> None:
 
 def test_a_quiet_month_does_not_expire_the_governance_repository(tmp_path: Path) -> None:
     """The registry's snapshots are valid 30 days; with nothing published for longer, the
-    signatories re-sign, and an honest world has no finding (it had governance.unverifiable
-    from day 30)."""
+    operator's heartbeat before each audit re-signs the snapshot, and an honest world has no
+    finding (it had governance.unverifiable from day 30)."""
     scenario = _one_lab(
         """entities: [{id: lab-a}]
 clusters: [{id: c1, entity: lab-a, devices: 1}]
