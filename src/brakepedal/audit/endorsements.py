@@ -61,7 +61,8 @@ class EndorsementCheck:
     endorsed: int
     software: int
     invalid: int
-    unchecked: int  # devices whose chain an earlier state version did not keep
+    #: Devices whose chain an earlier state version did not keep, or the verifier failed on.
+    unchecked: int
 
 
 def endorsement_findings(

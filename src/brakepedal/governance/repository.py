@@ -58,6 +58,7 @@ from brakepedal.model.types import SignatoryId, utc_datetime
 
 __all__ = [
     "PROPOSAL_FORMAT",
+    "SNAPSHOT_TTL",
     "Proposal",
     "ProposalStatus",
     "Repository",
@@ -368,6 +369,10 @@ def _check_policy_file(
         )
 
 
+#: How long a snapshot the operator signs is valid; its heartbeat re-signs it at half of this.
+SNAPSHOT_TTL = timedelta(days=30)
+
+
 def publish(
     repository: Repository,
     proposal: Proposal,
@@ -375,7 +380,7 @@ def publish(
     operator: Signer,
     at: datetime,
     timestamp_ttl: timedelta = timedelta(days=1),
-    snapshot_ttl: timedelta = timedelta(days=30),
+    snapshot_ttl: timedelta = SNAPSHOT_TTL,
 ) -> dict[str, bytes]:
     """The files publishing ``proposal`` writes: its metadata, documents, snapshot, timestamp.
 
@@ -397,12 +402,26 @@ def publish(
 def _new_snapshot(
     repository: Repository, operator: Signer, at: datetime, ttl: timedelta, snapshot_ttl: timedelta
 ) -> dict[str, bytes]:
+    """A snapshot of every role's newest version in ``repository``, and its timestamp."""
     roles = {
         m["role"]
         for name in repository
         if (m := _METADATA.fullmatch(name)) and m["role"] not in ("root", "snapshot", "timestamp")
     }
     meta = {f"{role}.json": MetaFile(latest_version(repository, role)) for role in sorted(roles)}
+    return _snapshot_of(repository, meta, operator, at, ttl=ttl, snapshot_ttl=snapshot_ttl)
+
+
+def _snapshot_of(
+    repository: Repository,
+    meta: dict[str, MetaFile],
+    operator: Signer,
+    at: datetime,
+    *,
+    ttl: timedelta,
+    snapshot_ttl: timedelta,
+) -> dict[str, bytes]:
+    """The next snapshot over ``meta``, valid ``snapshot_ttl`` from ``at``, and its timestamp."""
     version = latest_version(repository, "snapshot") + 1
     snapshot = Metadata(Snapshot(version=version, expires=at + snapshot_ttl, meta=meta))
     snapshot.sign(operator)
@@ -434,7 +453,7 @@ def refresh_timestamp(
     operator: Signer,
     at: datetime,
     ttl: timedelta = timedelta(days=1),
-    snapshot_ttl: timedelta = timedelta(days=30),
+    snapshot_ttl: timedelta = SNAPSHOT_TTL,
 ) -> dict[str, bytes]:
     """The operator's freshness heartbeat: a new timestamp over the current snapshot.
 
@@ -452,13 +471,8 @@ def refresh_timestamp(
         return _timestamp(repository, operator, moment, ttl)
     # The role versions the current snapshot lists, not the files lying in the repository: a
     # role file written without a publication (a crash between writes) is not published here.
-    version = current.signed.version + 1
-    snapshot = Metadata(
-        Snapshot(version=version, expires=moment + snapshot_ttl, meta=dict(current.signed.meta))
-    )
-    snapshot.sign(operator)
-    files = {f"metadata/{version}.snapshot.json": snapshot.to_bytes()}
-    return files | _timestamp({**repository, **files}, operator, moment, ttl)
+    meta = dict(current.signed.meta)
+    return _snapshot_of(repository, meta, operator, moment, ttl=ttl, snapshot_ttl=snapshot_ttl)
 
 
 def signer_names(agreement: Agreement, signatures: Mapping[str, Any]) -> tuple[SignatoryId, ...]:

@@ -72,10 +72,10 @@ _ANSWER_ENCODER = msgspec.json.Encoder(enc_hook=_plain_str)
 
 
 def _ingest_answer(results: list[ItemResult], tree_size: int) -> bytes:
-    """The ingest answer's JSON: straight from the result structs, or, when a rejected item's
-    device text holds what UTF-8 cannot (a lone surrogate peeked from a payload that did not
-    parse), through the standard library, which escapes it; the batch is stored by now, and
-    its answer must not fail."""
+    """The ingest answer's JSON: straight from the result structs, or, should a result's text
+    hold what UTF-8 cannot (a lone surrogate; rejections keep peeked text as the evidence
+    does, so none should), through the standard library, which escapes it: the batch is
+    stored by now, and its answer must not fail."""
     try:
         return _ANSWER_ENCODER.encode({"results": results, "tree_size": tree_size})
     except UnicodeEncodeError:
